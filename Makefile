@@ -1,0 +1,32 @@
+# Convenience targets around CMake, busted and luacheck. `make test` is the whole suite.
+BUILD ?= build
+
+.PHONY: all build test ctest busted asan bench clean
+
+all: build
+
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j2
+
+ctest: build
+	ctest --test-dir $(BUILD) --output-on-failure
+
+busted: build
+	busted
+
+test: ctest busted
+
+# The suite under AddressSanitizer and UBSan (the C tests, then the specs with libasan preloaded).
+asan:
+	cmake -S . -B build-asan -DWEFT_ASAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-asan -j2
+	ctest --test-dir build-asan --output-on-failure
+	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	  busted --cpath="build-asan/?.so"
+
+bench: build
+	bench/run
+
+clean:
+	rm -rf $(BUILD) build-asan build.luarocks

@@ -1,0 +1,112 @@
+/*
+ * module.c — luaopen_weft_core: the module's state, the loop functions, and installing the
+ * context-carrying coroutine functions into the global `coroutine` table.
+ */
+#include "weft_lua.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+weft_state_t *weft_b_state(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+void weft_b_setfuncs(lua_State *L, weft_state_t *st, const luaL_Reg *fns) {
+  lua_pushlightuserdata(L, st);
+  luaL_setfuncs(L, fns, 1);
+}
+
+static int l_run(lua_State *L) {
+  weft_state_t *st = weft_b_state(L);
+  if (st->running) return luaL_error(L, "weft.run: the loop is already running");
+  lua_State *prev = st->L;
+  st->L = L;
+  st->running = 1;
+  uv_run(weft_loop_uv(st->loop), UV_RUN_DEFAULT);
+  st->running = 0;
+  st->L = prev;
+  weft_b_drain(L, st);
+  return 0;
+}
+
+static int l_stop(lua_State *L) {
+  weft_state_t *st = weft_b_state(L);
+  uv_stop(weft_loop_uv(st->loop));
+  return 0;
+}
+
+static int l_now(lua_State *L) {
+  weft_state_t *st = weft_b_state(L);
+  lua_pushinteger(L, (lua_Integer)weft_loop_now(st->loop));
+  return 1;
+}
+
+static int l_hrtime(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_hrtime());
+  return 1;
+}
+
+static int l_stats(lua_State *L) {
+  weft_state_t *st = weft_b_state(L);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)weft_ctx_live_frames());
+  lua_setfield(L, -2, "frames");
+  lua_pushinteger(L, (lua_Integer)st->tasks_live);
+  lua_setfield(L, -2, "tasks");
+  lua_pushinteger(L, (lua_Integer)st->npool);
+  lua_setfield(L, -2, "pooled_workers");
+  lua_pushinteger(L, (lua_Integer)st->ndead);
+  lua_setfield(L, -2, "pending_unrefs");
+  return 1;
+}
+
+/* The state is created once per Lua state and kept in the registry, so that requiring the
+ * module again (busted insulates package.loaded per file) shares one loop. */
+static weft_state_t *state_get(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, WEFT_STATE_KEY) == LUA_TLIGHTUSERDATA) {
+    weft_state_t *st = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return st;
+  }
+  lua_pop(L, 1);
+  weft_state_t *st = calloc(1, sizeof(*st));
+  if (st == NULL) luaL_error(L, "weft: out of memory");
+  if (weft_loop_new(&st->loop, NULL) != 0) luaL_error(L, "weft: cannot create the loop");
+  st->slots_ref = LUA_NOREF;
+  st->on_error_ref = LUA_NOREF;
+  lua_getglobal(L, "coroutine");
+  lua_getfield(L, -1, "close");
+  st->orig_close = lua_tocfunction(L, -1);
+  lua_pop(L, 2);
+  /* the state outlives every Lua object of weft: it is freed only with the process */
+  lua_pushlightuserdata(L, st);
+  lua_setfield(L, LUA_REGISTRYINDEX, WEFT_STATE_KEY);
+  return st;
+}
+
+int luaopen_weft_core(lua_State *L) {
+  luaL_checkversion(L);
+  weft_state_t *st = state_get(L);
+  static const luaL_Reg fns[] = {{"run", l_run},       {"stop", l_stop},   {"now", l_now},
+                                 {"hrtime", l_hrtime}, {"stats", l_stats}, {NULL, NULL}};
+  lua_newtable(L);
+  weft_b_setfuncs(L, st, fns);
+  lua_pushliteral(L, WEFT_VERSION);
+  lua_setfield(L, -2, "version");
+  weft_b_open_context(L, st);
+  weft_b_open_tasks(L, st);
+  weft_b_open_http(L, st);
+
+  /* Plain coroutines keep the context they were created in: replace the global functions. */
+  lua_getglobal(L, "coroutine");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -2, "coroutine");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_settable(L, -5);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 1;
+}

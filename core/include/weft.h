@@ -1,0 +1,239 @@
+/*
+ * weft.h — the public contract of weft's C core.
+ *
+ * The core is plain C on libuv (and llhttp, privately). It knows nothing of Lua: a C program can
+ * embed it and serve HTTP with a C handler. Four parts:
+ *   1. the loop           weft_loop_*     one per thread; owns the current async-context frame
+ *   2. async context      weft_frame_*    immutable frames mapping keys to values
+ *   3. continuations      weft_timer_*, weft_defer   capture the frame at registration
+ *   4. HTTP/1.1 server    weft_server_*, weft_req_*, weft_res_*
+ *
+ * Conventions (libuv's): functions return 0 or a negative libuv error code (UV_E*); memory a
+ * function hands out is released by the matching *_release / *_free / close call.
+ * Nothing here is thread-safe: everything belongs to the thread running the loop.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEFT_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------------------------ */
+/* 1. The loop                                                                                 */
+
+typedef struct weft_loop weft_loop_t;
+
+/* Creates a weft loop on top of `uv` (uv_default_loop() when NULL). */
+int weft_loop_new(weft_loop_t **out, uv_loop_t *uv);
+
+/* The libuv loop underneath. */
+uv_loop_t *weft_loop_uv(weft_loop_t *loop);
+
+/* Frees the loop; its frame is released. Closes weft's own internal handles and runs the libuv
+ * loop until they are closed; the caller must have closed its own handles first. */
+void weft_loop_free(weft_loop_t *loop);
+
+/* Milliseconds from a monotonic clock (libuv's cached loop time, refreshed). */
+uint64_t weft_loop_now(weft_loop_t *loop);
+
+/* ------------------------------------------------------------------------------------------ */
+/* 2. Async context                                                                            */
+/*
+ * A frame maps keys (one per AsyncLocalStorage instance) to values. Frames are immutable and
+ * reference counted; NULL is the empty frame. Deriving a frame with one change is O(1): the new
+ * frame links to its parent, and chains are collapsed into a flat table every few levels, so
+ * neither lookups nor memory grow with nesting depth. Propagation is a pointer copy.
+ *
+ * A value is an opaque pointer owned by the frames that hold it: when the last frame holding
+ * it is released, the key's free_value callback receives it.
+ */
+typedef struct weft_frame weft_frame_t;
+typedef struct weft_ctx_key weft_ctx_key_t;
+
+typedef void (*weft_ctx_free_value_cb)(void *value, void *ud);
+
+/* A new key with one reference. free_value may be NULL (values are then not owned). */
+weft_ctx_key_t *weft_ctx_key_new(weft_ctx_free_value_cb free_value, void *ud);
+/* Drops a reference; the key lives on while any frame still holds a value under it. */
+void weft_ctx_key_release(weft_ctx_key_t *key);
+
+weft_frame_t *weft_frame_retain(weft_frame_t *f);   /* NULL-safe; returns f */
+void weft_frame_release(weft_frame_t *f);           /* NULL-safe */
+
+/* A new frame (one reference) equal to `base` except that `key` maps to `value`. The frame takes
+ * ownership of `value`. value == NULL records "explicitly no store" (it shadows outer values). */
+weft_frame_t *weft_frame_with(weft_frame_t *base, weft_ctx_key_t *key, void *value);
+
+/* Looks `key` up in `f`: returns 1 and sets *value when the frame has an entry (which may be
+ * NULL: explicitly no store), 0 when it has none. Does not change any reference count. */
+int weft_frame_get(weft_frame_t *f, weft_ctx_key_t *key, void **value);
+
+/* The one in-place change: every frame that shares f's entry for `key` stops seeing its value
+ * (AsyncLocalStorage.disable). The value is released when no frame holds it any more. */
+void weft_frame_disable(weft_frame_t *f, weft_ctx_key_t *key);
+
+/* The frame current on this loop (borrowed: retain it to keep it). */
+weft_frame_t *weft_ctx_current(weft_loop_t *loop);
+
+/* Installs `f` as current, taking over the caller's reference to it, and returns the previous
+ * current frame together with its reference. Restoring is the same call with the old frame. */
+weft_frame_t *weft_ctx_swap(weft_loop_t *loop, weft_frame_t *f);
+
+/* Number of frames alive (diagnostics and leak tests). */
+size_t weft_ctx_live_frames(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* 3. Continuations: each captures the current frame when registered and installs it around   */
+/*    its callback. A one-shot drops its frame when it fires; a repeating one when stopped.    */
+
+typedef struct weft_timer weft_timer_t;
+typedef void (*weft_timer_cb)(weft_timer_t *t, void *data);
+
+/* Starts a timer firing after `timeout` ms, then every `repeat` ms if repeat > 0. */
+int weft_timer_start(weft_loop_t *loop, weft_timer_t **out, uint64_t timeout, uint64_t repeat,
+                     weft_timer_cb cb, void *data);
+
+/* Stops the timer and frees it (safe inside its own callback, and after a one-shot fired only
+ * if called from inside that callback: a one-shot that returned from its callback is freed). */
+void weft_timer_stop(weft_timer_t *t);
+
+/* Keeps / stops keeping the loop alive for this timer (uv_ref/uv_unref). */
+void weft_timer_ref(weft_timer_t *t, int ref);
+
+typedef void (*weft_defer_cb)(void *data);
+
+/* Runs cb(data) on a later turn of the loop (after pending I/O has been polled), in the frame
+ * current now. Callbacks deferred while the queue runs wait for the next turn. */
+int weft_defer(weft_loop_t *loop, weft_defer_cb cb, void *data);
+
+/* ------------------------------------------------------------------------------------------ */
+/* 4. HTTP/1.1 server                                                                          */
+
+typedef struct weft_server weft_server_t;
+typedef struct weft_req weft_req_t;
+
+/* Called when a request's headers are complete and within limits, in the frame that was current
+ * when the server started listening. The request stays valid until weft_req_release(). */
+typedef void (*weft_request_cb)(weft_req_t *req, void *ud);
+
+typedef struct weft_limits {
+  size_t max_url;            /* request line over this: 414 (default 8 KiB) */
+  size_t max_header_bytes;   /* header block over this: 431 (default 16 KiB) */
+  size_t max_headers;        /* more header lines than this: 431 (default 100) */
+  size_t max_body;           /* body over this: 413 before reading the rest (default 1 MiB) */
+  uint64_t header_timeout;   /* ms until headers must be complete: 408 (default 30000) */
+  uint64_t body_timeout;     /* ms a body may stall: 408 (default 30000) */
+  uint64_t idle_timeout;     /* ms an idle keep-alive connection lives (default 5000) */
+  uint64_t linger_timeout;   /* ms an erroring connection drains before closing (default 2000) */
+  size_t write_high_water;   /* queued response bytes above which writers wait (default 64 KiB) */
+} weft_limits_t;
+
+/* Fills *l with the defaults above. */
+void weft_limits_default(weft_limits_t *l);
+
+typedef struct weft_server_config {
+  const char *host;          /* default "127.0.0.1" */
+  int port;                  /* 0 = any free port */
+  int backlog;               /* default 511 */
+  const weft_limits_t *limits; /* NULL = defaults */
+  weft_request_cb on_request;
+  void *ud;
+} weft_server_config_t;
+
+/* Binds and listens. The current frame is captured and installed around every on_request. */
+int weft_server_listen(weft_loop_t *loop, const weft_server_config_t *cfg, weft_server_t **out);
+
+/* The bound address: host as text into buf (size >= 64), and the port. */
+int weft_server_address(weft_server_t *s, char *buf, size_t len, int *port);
+
+typedef void (*weft_server_closed_cb)(weft_server_t *s, void *ud);
+
+/* Graceful close: stop accepting, close idle connections, let in-flight requests finish (their
+ * connections close after the response); closed(s, ud) runs once every connection is gone, and
+ * the server is freed after it returns. Safe to call twice (the second call is ignored). */
+void weft_server_close(weft_server_t *s, weft_server_closed_cb closed, void *ud);
+
+/* Connections currently open (diagnostics and tests). */
+size_t weft_server_connections(weft_server_t *s);
+
+/* ---- the request ------------------------------------------------------------------------- */
+
+/* Method name ("GET"), request target as sent ("/a?b=1"), HTTP minor version (0 or 1). */
+const char *weft_req_method(weft_req_t *r, size_t *len);
+const char *weft_req_target(weft_req_t *r, size_t *len);
+int weft_req_http_minor(weft_req_t *r);
+
+/* Header lines in arrival order; names as sent (compare case-insensitively). */
+size_t weft_req_header_count(weft_req_t *r);
+int weft_req_header_at(weft_req_t *r, size_t i, const char **name, size_t *nlen,
+                       const char **value, size_t *vlen);
+/* The first header named `name` (case-insensitive), or NULL. */
+const char *weft_req_header(weft_req_t *r, const char *name, size_t nlen, size_t *vlen);
+
+/* The peer's address as text ("127.0.0.1") into buf; 0 or a UV error. */
+int weft_req_remote_addr(weft_req_t *r, char *buf, size_t len, int *port);
+
+/* 1 while the client connection is still open and the request may be answered. */
+int weft_req_alive(weft_req_t *r);
+
+/* Whole-body read. cb runs once: status 0 with the body (valid until weft_req_release), or a
+ * negative code: UV_E2BIG (over max_body: the core has answered 413), UV_ETIMEDOUT (stalled:
+ * 408 sent), UV_ECONNRESET (client went away), UV_EINVAL (malformed: 400 sent). Sends
+ * "100 Continue" first if the client asked for it. cb may run before this returns if the body
+ * is already complete. Only one read per request. */
+typedef void (*weft_body_cb)(weft_req_t *r, int status, const char *data, size_t len, void *ud);
+int weft_req_read_body(weft_req_t *r, weft_body_cb cb, void *ud);
+
+/* Declares the request finished from the handler's side. If it was never answered, the core
+ * answers 500. The connection moves on to the next request once the response is written. */
+void weft_req_release(weft_req_t *r);
+
+/* Opaque user pointer carried by the request. */
+void weft_req_set_data(weft_req_t *r, void *data);
+void *weft_req_data(weft_req_t *r);
+
+/* ---- the response ------------------------------------------------------------------------ */
+
+typedef struct weft_header {
+  const char *name;
+  size_t nlen;
+  const char *value;
+  size_t vlen;
+} weft_header_t;
+
+/* The whole response in one write: status line, Date, Content-Length (or none for HEAD, 204,
+ * 304), Connection when closing, the given headers, then the body (omitted for HEAD).
+ * UV_EALREADY if a response was already started; UV_ECONNRESET if the client is gone;
+ * UV_EINVAL for a header name or value that would break the framing (CR, LF, NUL). */
+int weft_res_send(weft_req_t *r, int status, const weft_header_t *headers, size_t n,
+                  const char *body, size_t len);
+
+/* Starts a streaming response: chunked (HTTP/1.1) or close-delimited (HTTP/1.0). */
+int weft_res_start(weft_req_t *r, int status, const weft_header_t *headers, size_t n);
+
+/* Writes one chunk of a streaming response. Returns 0 when the caller may write again at once,
+ * 1 when the queue is over the high-water mark: drained(r, ud) will run once it has drained
+ * below it (or the connection died; check weft_req_alive). Negative on error. */
+typedef void (*weft_drain_cb)(weft_req_t *r, void *ud);
+int weft_res_write(weft_req_t *r, const char *data, size_t len, weft_drain_cb drained, void *ud);
+
+/* Ends a streaming response (the terminating chunk). */
+int weft_res_finish(weft_req_t *r);
+
+/* 1 once a response has been started or sent. */
+int weft_res_started(weft_req_t *r);
+
+/* Formats the current Date header value (IMF-fixdate), cached once a second. */
+const char *weft_http_date(weft_loop_t *loop, size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_H */

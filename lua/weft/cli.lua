@@ -1,0 +1,118 @@
+--- The `weft` command: weft app.lua [--host H] [--port N] [--workers N] [--help] [--version]
+local weft = require "weft"
+
+local cli = {}
+
+local USAGE = [[
+usage: weft APP.lua [options]
+
+Serves the app that APP.lua returns (an app made with weft.app()).
+
+options:
+  --host H       address to listen on (default 127.0.0.1)
+  --port N       port to listen on (default 8080; 0 picks a free port)
+  --workers N    processes sharing the port (only 1 is built so far)
+  --help         show this help
+  --version      show the version
+
+Once listening, prints "listening on http://HOST:PORT". SIGTERM or SIGINT stops accepting,
+lets in-flight requests finish, then exits.
+]]
+
+local function fail(msg, code)
+  io.stderr:write("weft: ", msg, "\n")
+  return code or 2
+end
+
+--- Parses argv; returns options or nil, message.
+function cli.parse(argv)
+  local o = { host = "127.0.0.1", port = 8080, workers = 1 }
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    local name, inline = a:match("^%-%-([%w-]+)=(.*)$")
+    name = name or a:match("^%-%-([%w-]+)$")
+    if name == "help" or a == "-h" then
+      o.help = true
+    elseif name == "version" or a == "-v" then
+      o.version = true
+    elseif name == "host" or name == "port" or name == "workers" then
+      local v = inline
+      if v == nil then
+        i = i + 1
+        v = argv[i]
+      end
+      if v == nil then return nil, "--" .. name .. " needs a value" end
+      if name == "host" then
+        o.host = v
+      else
+        local n = math.tointeger(tonumber(v))
+        if not n or n < 0 or (name == "port" and n > 65535) or (name == "workers" and n < 1) then
+          return nil, "--" .. name .. ": invalid value '" .. v .. "'"
+        end
+        o[name] = n
+      end
+    elseif a:sub(1, 1) == "-" then
+      return nil, "unknown option " .. a
+    elseif o.app then
+      return nil, "only one app file may be given"
+    else
+      o.app = a
+    end
+    i = i + 1
+  end
+  return o
+end
+
+--- Loads the app file; returns the app or nil, message.
+function cli.load_app(path)
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir then
+    package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path
+  end
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, err end
+  local ok, app = pcall(chunk)
+  if not ok then return nil, "error loading " .. path .. ": " .. tostring(app) end
+  if type(app) ~= "table" or type(app.listen) ~= "function" then
+    return nil, path .. " must return an app (made with weft.app())"
+  end
+  return app
+end
+
+function cli.main(argv)
+  local o, err = cli.parse(argv)
+  if not o then return fail(err .. "\n" .. USAGE) end
+  if o.help then
+    io.stdout:write(USAGE)
+    return 0
+  end
+  if o.version then
+    io.stdout:write("weft ", weft.version, "\n")
+    return 0
+  end
+  if not o.app then return fail("no app file given\n" .. USAGE) end
+  if o.workers > 1 then
+    return fail("--workers above 1 is not built yet: run one process per core behind a load " ..
+      "balancer for now, or use --workers 1")
+  end
+  local app, lerr = cli.load_app(o.app)
+  if not app then return fail(lerr) end
+  local server, serr = app:listen { host = o.host, port = o.port }
+  if not server then return fail("cannot listen: " .. tostring(serr)) end
+  local host, port = server:address()
+  io.stdout:write(("listening on http://%s:%d\n"):format(host, port))
+  io.stdout:flush()
+  local stopping = false
+  local function shutdown()
+    if stopping then return end
+    stopping = true
+    server:close(function() weft.stop() end)
+  end
+  weft.on_signal("SIGTERM", shutdown)
+  weft.on_signal("SIGINT", shutdown)
+  weft.run()
+  return 0
+end
+
+return cli

@@ -1,0 +1,38 @@
+--- weft: Lua 5.4 web handlers on a C engine (libuv + llhttp) with AsyncLocalStorage that
+-- follows each request across every coroutine yield.
+local core = require "weft.core"
+local context = require "weft.context"
+
+local weft = {
+  version = core.version,
+  AsyncLocalStorage = core.AsyncLocalStorage,
+  -- the loop
+  run = core.run,
+  stop = core.stop,
+  now = core.now,
+  -- tasks and timers
+  sleep = core.sleep,
+  spawn = core.spawn,
+  current = core.current,
+  suspend = core.suspend,
+  wake = core.wake,
+  on_error = core.on_error,
+  set_timeout = core.set_timeout,
+  set_interval = core.set_interval,
+  set_immediate = core.set_immediate,
+  on_signal = core.on_signal,
+}
+
+--- The request being handled by the running code (from the async context), or nil.
+function weft.request()
+  return context.request()
+end
+
+--- A new application: routes, middleware, listen.
+function weft.app(opts)
+  return require("weft.app").new(opts)
+end
+
+weft.log = require "weft.log"
+
+return weft

@@ -1,0 +1,62 @@
+--- Structured logging: one JSON line per call, carrying the request id of the running code,
+-- taken from the async context (nothing is passed by hand).
+local cjson = require "cjson.safe"
+local context = require "weft.context"
+
+local log = {}
+
+local LEVELS = { debug = 10, info = 20, warn = 30, error = 40 }
+local threshold = LEVELS.info
+local out = io.stdout
+
+--- Sets the lowest level written: "debug", "info", "warn" or "error".
+function log.set_level(level)
+  local n = LEVELS[level]
+  if not n then error("unknown log level: " .. tostring(level), 2) end
+  threshold = n
+end
+
+--- Sets where lines go: a file handle, or a function receiving each line (without newline).
+function log.set_output(dest)
+  out = dest
+end
+
+local function iso_time()
+  local t = os.time()
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", t)
+end
+
+local function write(level, msg, fields)
+  if LEVELS[level] < threshold then return end
+  local rec = {}
+  if fields then
+    for k, v in pairs(fields) do rec[k] = v end
+  end
+  rec.ts = iso_time()
+  rec.level = level
+  rec.msg = tostring(msg)
+  local req = context.request()
+  if req then rec.request_id = req.id end
+  local line = cjson.encode(rec)
+  if not line then
+    -- a field that JSON cannot hold (a function, a cycle): log its text instead
+    for k, v in pairs(rec) do
+      if type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" then
+        rec[k] = tostring(v)
+      end
+    end
+    line = cjson.encode(rec)
+  end
+  if type(out) == "function" then
+    out(line)
+  else
+    out:write(line, "\n")
+    out:flush()
+  end
+end
+
+for level in pairs(LEVELS) do
+  log[level] = function(msg, fields) write(level, msg, fields) end
+end
+
+return log

@@ -1,0 +1,35 @@
+rockspec_format = "3.0"
+package = "weft"
+version = "scm-1"
+source = {
+   url = "git+file:///dev/null",
+}
+description = {
+   summary = "Lua 5.4 web handlers on a C engine (libuv + llhttp) with AsyncLocalStorage",
+   detailed = [[
+weft serves HTTP/1.1 with request handlers written in Lua 5.4, on an event loop in C. Its
+async-context core keeps each request's AsyncLocalStorage store attached to the right code
+across every coroutine yield.
+]],
+   license = "MIT",
+}
+dependencies = {
+   "lua >= 5.4",
+   "lua-cjson",
+}
+external_dependencies = {
+   LIBUV = { header = "uv.h" },
+}
+build = {
+   type = "cmake",
+   variables = {
+      CMAKE_BUILD_TYPE = "Release",
+      LUA_INCDIR = "$(LUA_INCDIR)",
+      LIBDIR = "$(LIBDIR)",
+      LUADIR = "$(LUADIR)",
+   },
+   install = {
+      bin = { weft = "bin/weft" },
+   },
+   copy_directories = {},
+}
