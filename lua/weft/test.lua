@@ -1,0 +1,132 @@
+--- In-process requests for specs: the app handles them exactly as it handles requests from
+-- the network (same dispatch, same context rules, same 404/500 answers), without a socket.
+--
+--   local client = require("weft.test").client(app)
+--   local r = client:get("/users/7", { headers = { ["x-request-id"] = "abc" } })
+--   assert.equal(200, r.status)
+local core = require "weft.core"
+local cjson = require "cjson.safe"
+
+local test = {}
+
+local Port = {}
+Port.__index = Port
+
+function Port:method() return self._method end
+function Port:target() return self._target end
+function Port:header(name) return self._headers[name:lower()] end
+
+function Port:headers()
+  local t = {}
+  for k, v in pairs(self._headers) do t[k] = v end
+  return t
+end
+
+function Port:remote_addr() return "127.0.0.1", 0 end
+function Port:alive() return true end
+function Port:started() return self._res.status ~= nil end
+
+function Port:body()
+  if self._body_read then return nil, "EALREADY: the request body could not be read" end
+  self._body_read = true
+  if #self._body > self._limit then
+    if not self._res.status then
+      self:send(413, { "Content-Type", "text/plain" }, "Payload Too Large")
+    end
+    return nil, "E2BIG: request body too large"
+  end
+  return self._body
+end
+
+local function record_headers(res, flat)
+  for i = 1, #flat, 2 do
+    local k = flat[i]:lower()
+    res.header_list[#res.header_list + 1] = { flat[i], flat[i + 1] }
+    res.headers[k] = res.headers[k] and (res.headers[k] .. ", " .. flat[i + 1]) or flat[i + 1]
+  end
+end
+
+function Port:send(status, flat, body)
+  local res = self._res
+  if res.status then return nil, "EALREADY: a response was already sent", "EALREADY" end
+  res.status = status
+  record_headers(res, flat or {})
+  res.body = self._method == "HEAD" and "" or (body or "")
+  return true
+end
+
+function Port:start(status, flat)
+  local res = self._res
+  if res.status then return nil, "EALREADY: a response was already sent", "EALREADY" end
+  res.status = status
+  record_headers(res, flat or {})
+  res.chunks = {}
+  return true
+end
+
+function Port:write(chunk)
+  local res = self._res
+  if self._method ~= "HEAD" then res.chunks[#res.chunks + 1] = chunk end
+  return true
+end
+
+function Port:finish()
+  local res = self._res
+  res.body = table.concat(res.chunks or {})
+  return true
+end
+
+local Client = {}
+Client.__index = Client
+
+--- A client for app. opts: { body_limit = bytes (default: the app's, else 1 MiB) }.
+function test.client(app, opts)
+  opts = opts or {}
+  return setmetatable({ app = app,
+    limit = opts.body_limit or (app._opts and app._opts.body_limit) or 1024 * 1024 }, Client)
+end
+
+--- Performs a request. opts: { headers = {name = value}, body = string, json = value }.
+-- Returns { status, headers (lower-case names), header_list, body, json() }.
+-- Inside a task it suspends like a real request; outside one (a busted `it`) it drives the
+-- loop until the request has finished.
+function Client:request(method, target, opts)
+  opts = opts or {}
+  local headers = {}
+  for k, v in pairs(opts.headers or {}) do headers[k:lower()] = tostring(v) end
+  local body = opts.body or ""
+  if opts.json ~= nil then
+    body = assert(cjson.encode(opts.json))
+    headers["content-type"] = headers["content-type"] or "application/json"
+  end
+  if body ~= "" then headers["content-length"] = tostring(#body) end
+  local res = { headers = {}, header_list = {} }
+  local port = setmetatable({ _method = method:upper(), _target = target, _headers = headers,
+    _body = body, _limit = self.limit, _res = res }, Port)
+  local app = self.app
+  local function handle()
+    app:dispatch(port)
+  end
+  if core.current() then
+    core.spawn(handle):join()
+  else
+    local t = core.spawn(function()
+      handle()
+      core.stop()
+    end)
+    core.run()
+    if t:status() ~= "done" then error("the request did not finish", 2) end
+    t:join()
+  end
+  if res.chunks and not res.body then res.body = table.concat(res.chunks) end
+  function res.json()
+    return cjson.decode(res.body)
+  end
+  return res
+end
+
+for _, m in ipairs { "get", "post", "put", "patch", "delete", "head", "options" } do
+  Client[m] = function(self, target, opts) return self:request(m, target, opts) end
+end
+
+return test
