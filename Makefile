@@ -1,7 +1,7 @@
 # Convenience targets around CMake, busted and luacheck. `make test` is the whole suite.
 BUILD ?= build
 
-.PHONY: all build test ctest busted asan bench clean
+.PHONY: all build test lint ctest busted asan bench clean
 
 all: build
 
@@ -15,7 +15,10 @@ ctest: build
 busted: build
 	busted
 
-test: ctest busted
+lint:
+	luacheck --no-color -q lua spec apps bench bin/weft
+
+test: lint ctest busted
 
 # The suite under AddressSanitizer and UBSan (the C tests, then the specs with libasan preloaded).
 asan:

@@ -11,7 +11,8 @@ App.__name = "weft.App"
 
 local app_mod = {}
 
---- A new application. opts: { body_limit = bytes } (default 1 MiB).
+--- A new application. opts: { body_limit = bytes (default 1 MiB), limits = { server limits
+-- used by app:listen: header_timeout, body_timeout, idle_timeout, ... } }.
 function app_mod.new(opts)
   opts = opts or {}
   return setmetatable({
@@ -216,6 +217,9 @@ function App:listen(opts)
   cfg.host = opts.host or "127.0.0.1"
   if opts.port == nil then cfg.port = 8080 end
   cfg.max_body = opts.max_body or self._opts.body_limit
+  for k, v in pairs(self._opts.limits or {}) do
+    if cfg[k] == nil then cfg[k] = v end
+  end
   return core.listen(cfg, function(port) return self:dispatch(port) end)
 end
 

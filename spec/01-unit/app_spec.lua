@@ -105,7 +105,8 @@ describe("weft.app", function()
     assert.equal("in", c:get("/", { headers = { Authorization = "yes" } }).body)
   end)
 
-  it("answers 500 when a handler raises, without leaking the error, and logs it with the request id", function()
+  it("answers 500 when a handler raises, without leaking the error; logs it with the request id",
+    function()
     local lines = quiet_logs()
     local app = weft.app()
     app:get("/boom", function() error("secret detail") end)
@@ -200,9 +201,8 @@ describe("weft.app", function()
     end)
     local c = wtest.client(app)
     local results = {}
-    local ts = {}
     for i = 1, 100 do
-      ts[i] = weft.spawn(function() results[i] = c:get("/?n=" .. i).body end)
+      weft.spawn(function() results[i] = c:get("/?n=" .. i).body end)
     end
     weft.run()
     for i = 1, 100 do assert.equal(i .. "/" .. i .. "/" .. i, results[i]) end
