@@ -324,11 +324,11 @@ static int req_body_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   /* stack: req, body|nil, nil|err */
-  if (!lua_isnil(L, -2)) {
-    lua_pushvalue(L, -2);
-    lua_setiuservalue(L, 1, 1);
-  }
-  return lua_isnil(L, -2) ? 2 : 1;
+  if (lua_isnil(L, -2)) return 2;
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 1, 1); /* cached for later calls */
+  return 1;
 }
 
 /* req:body() -> string | nil, err. Suspends the task until the whole body has arrived. */

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 weft_state_t *weft_b_state(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
@@ -58,6 +59,20 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+/* raise_fd_limit() -> the new soft limit: lifts the soft limit on open files to the hard one,
+ * as servers do (each connection is a descriptor) */
+static int l_raise_fd_limit(lua_State *L) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  lua_pushinteger(L, (lua_Integer)rl.rlim_cur);
+  return 1;
+}
+
 /* The state is created once per Lua state and kept in the registry, so that requiring the
  * module again (busted insulates package.loaded per file) shares one loop. */
 static weft_state_t *state_get(lua_State *L) {
@@ -86,7 +101,8 @@ int luaopen_weft_core(lua_State *L) {
   luaL_checkversion(L);
   weft_state_t *st = state_get(L);
   static const luaL_Reg fns[] = {{"run", l_run},       {"stop", l_stop},   {"now", l_now},
-                                 {"hrtime", l_hrtime}, {"stats", l_stats}, {NULL, NULL}};
+                                 {"hrtime", l_hrtime}, {"stats", l_stats},
+                                 {"raise_fd_limit", l_raise_fd_limit}, {NULL, NULL}};
   lua_newtable(L);
   weft_b_setfuncs(L, st, fns);
   lua_pushliteral(L, WEFT_VERSION);

@@ -147,7 +147,9 @@ typedef struct weft_server_config {
   void *ud;
 } weft_server_config_t;
 
-/* Binds and listens. The current frame is captured and installed around every on_request. */
+/* Binds and listens (host: a numeric IPv4/IPv6 address or a name resolved once). The current
+ * frame is captured and installed around every on_request. If SIGPIPE still has its default
+ * disposition it is set to ignored, so that a vanished peer costs an EPIPE, not the process. */
 int weft_server_listen(weft_loop_t *loop, const weft_server_config_t *cfg, weft_server_t **out);
 
 /* The bound address: host as text into buf (size >= 64), and the port. */
@@ -157,7 +159,8 @@ typedef void (*weft_server_closed_cb)(weft_server_t *s, void *ud);
 
 /* Graceful close: stop accepting, close idle connections, let in-flight requests finish (their
  * connections close after the response); closed(s, ud) runs once every connection is gone, and
- * the server is freed after it returns. Safe to call twice (the second call is ignored). */
+ * the server is freed after it returns; it runs in the frame current at this call. Safe to
+ * call twice (the second call is ignored) as long as closed() has not run yet. */
 void weft_server_close(weft_server_t *s, weft_server_closed_cb closed, void *ud);
 
 /* Connections currently open (diagnostics and tests). */
@@ -176,6 +179,9 @@ int weft_req_header_at(weft_req_t *r, size_t i, const char **name, size_t *nlen,
                        const char **value, size_t *vlen);
 /* The first header named `name` (case-insensitive), or NULL. */
 const char *weft_req_header(weft_req_t *r, const char *name, size_t nlen, size_t *vlen);
+/* The method, target, header names and values above are NUL-terminated (the lengths are those
+ * of the strings) and stay valid until weft_req_release(). Values have no surrounding
+ * whitespace; trailers of a chunked body are not kept. */
 
 /* The peer's address as text ("127.0.0.1") into buf; 0 or a UV error. */
 int weft_req_remote_addr(weft_req_t *r, char *buf, size_t len, int *port);
@@ -208,14 +214,22 @@ typedef struct weft_header {
   size_t vlen;
 } weft_header_t;
 
-/* The whole response in one write: status line, Date, Content-Length (or none for HEAD, 204,
- * 304), Connection when closing, the given headers, then the body (omitted for HEAD).
+/* The whole response in one write: status line, Date, Content-Length (none for 204 and 304;
+ * for HEAD the length of the body given, which is not sent), Connection when closing, the
+ * given headers, then the body (omitted for HEAD, 204, 304).
  * UV_EALREADY if a response was already started; UV_ECONNRESET if the client is gone;
- * UV_EINVAL for a header name or value that would break the framing (CR, LF, NUL). */
+ * UV_EINVAL for a header name or value that would break the framing (CR, LF, NUL), an empty
+ * name, or a status outside 100..999.
+ * Framing is the core's: Content-Length and Transfer-Encoding among `headers` are dropped. A
+ * Date given replaces the core's; a Connection given is sent unless the core closes the
+ * connection and the value lacks "close" ("close" makes the core close after the response).
+ * A 1xx status (not 101) sends an interim response with no body (nothing on HTTP/1.0): the
+ * final response is still to come and weft_res_started() stays 0. */
 int weft_res_send(weft_req_t *r, int status, const weft_header_t *headers, size_t n,
                   const char *body, size_t len);
 
-/* Starts a streaming response: chunked (HTTP/1.1) or close-delimited (HTTP/1.0). */
+/* Starts a streaming response: chunked (HTTP/1.1) or close-delimited (HTTP/1.0); status
+ * 200..999. Releasing the request before weft_res_finish() cuts the connection. */
 int weft_res_start(weft_req_t *r, int status, const weft_header_t *headers, size_t n);
 
 /* Writes one chunk of a streaming response. Returns 0 when the caller may write again at once,
@@ -224,7 +238,7 @@ int weft_res_start(weft_req_t *r, int status, const weft_header_t *headers, size
 typedef void (*weft_drain_cb)(weft_req_t *r, void *ud);
 int weft_res_write(weft_req_t *r, const char *data, size_t len, weft_drain_cb drained, void *ud);
 
-/* Ends a streaming response (the terminating chunk). */
+/* Ends a streaming response (the terminating chunk). An empty write sends nothing. */
 int weft_res_finish(weft_req_t *r);
 
 /* 1 once a response has been started or sent. */

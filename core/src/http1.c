@@ -54,8 +54,7 @@ static int weft__h1_field(llhttp_t *p, const char *at, size_t len) {
   if (c->head_done) return 0; /* a trailer: counted, not kept */
   uint32_t off = (uint32_t)(at - c->rbuf);
   if (c->hstate != WEFT__HS_FIELD) {
-    if (c->nhdrs >= c->server->limits.max_headers)
-      return weft__h1_fail(p, 431, "too many headers");
+    if (c->nhdrs >= c->server->limits.max_headers) return weft__h1_fail(p, 431, "too many headers");
     if (c->nhdrs == c->hdrs_cap) {
       c->hdrs_cap = c->hdrs_cap ? c->hdrs_cap * 2 : 16;
       c->hdrs = weft__xrealloc(c->hdrs, c->hdrs_cap * sizeof(*c->hdrs));

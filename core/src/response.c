@@ -235,11 +235,14 @@ static int weft__classify(const weft_header_t *h) {
 static int weft__has_close(const char *v, size_t n) {
   size_t i = 0;
   while (i < n) {
-    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+      i++;
     size_t start = i;
-    while (i < n && v[i] != ',') i++;
+    while (i < n && v[i] != ',')
+      i++;
     size_t end = i;
-    while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t')) end--;
+    while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+      end--;
     if (end - start == 5 && weft__ieq(v + start, "close", 5)) return 1;
   }
   return 0;
@@ -278,7 +281,8 @@ static char *weft__put_u64(char *p, uint64_t v) {
     tmp[n++] = (char)('0' + v % 10);
     v /= 10;
   } while (v != 0);
-  while (n > 0) *p++ = tmp[--n];
+  while (n > 0)
+    *p++ = tmp[--n];
   return p;
 }
 
@@ -290,7 +294,8 @@ static char *weft__put_hex(char *p, uint64_t v) {
     tmp[n++] = digits[v & 15];
     v >>= 4;
   } while (v != 0);
-  while (n > 0) *p++ = tmp[--n];
+  while (n > 0)
+    *p++ = tmp[--n];
   return p;
 }
 
@@ -382,8 +387,8 @@ static int weft__res_info(weft__conn_t *c, int status, const weft_header_t *h, s
   return weft__res_output(c, w, NULL, 0, NULL, 0);
 }
 
-int weft__res_send(weft__conn_t *c, int status, const weft_header_t *h, size_t n,
-                   const char *body, size_t len) {
+int weft__res_send(weft__conn_t *c, int status, const weft_header_t *h, size_t n, const char *body,
+                   size_t len) {
   if (c->res_state != WEFT__RES_NONE) return UV_EALREADY;
   if (c->dead) return UV_ECONNRESET;
   if (status < 100 || status > 999 || (len > 0 && body == NULL)) return UV_EINVAL;

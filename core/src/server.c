@@ -18,6 +18,7 @@
 #include "weft_internal.h"
 
 #include <signal.h>
+#include <strings.h>
 
 #define WEFT__RBUF_SIZE 8192    /* standard read buffer, pooled */
 #define WEFT__RPOOL_MAX 256     /* pooled read buffers kept per server */
@@ -28,6 +29,9 @@
 enum { WEFT__T_NONE, WEFT__T_HEADER, WEFT__T_BODY, WEFT__T_IDLE, WEFT__T_LINGER };
 
 static void weft__conn_end(weft__conn_t *c, int linger);
+static void weft__conn_fail(weft__conn_t *c, int status);
+static void weft__conn_deliver_body(weft__conn_t *c, int status);
+static void weft__conn_timer_closed(uv_handle_t *h);
 static void weft__server_maybe_free(weft_server_t *s);
 
 void weft_limits_default(weft_limits_t *l) {
@@ -85,6 +89,7 @@ static void weft__rbuf_grow(weft__conn_t *c, size_t cap) {
 static void weft__conn_timer_cb(uv_timer_t *t);
 
 static void weft__conn_arm(weft__conn_t *c, int kind, uint64_t ms) {
+  if (c->phase == WEFT__PH_CLOSED) return; /* the timer is closing */
   uint64_t now = uv_now(c->server->loop->uv);
   c->tkind = (uint8_t)kind;
   c->deadline = now + ms;
@@ -110,10 +115,7 @@ static void weft__conn_timer_cb(uv_timer_t *t) {
   case WEFT__T_HEADER:
   case WEFT__T_BODY:
     /* fail only answers what can still be answered */
-    if (c->phase <= WEFT__PH_ACTIVE) {
-      extern void weft__conn_fail(weft__conn_t * c, int status);
-      weft__conn_fail(c, 408);
-    }
+    if (c->phase <= WEFT__PH_ACTIVE) weft__conn_fail(c, 408);
     break;
   case WEFT__T_IDLE: weft__conn_end(c, 0); break;
   default: weft__conn_abort(c); break; /* linger over */
@@ -184,13 +186,10 @@ void weft__conn_abort(weft__conn_t *c) {
   c->tkind = WEFT__T_NONE;
   c->reading = 0;
   c->rlen = c->rpos = c->hend;
-  uv_close((uv_handle_t *)&c->timer, NULL); /* timer_closed is set by the close cb below */
+  uv_close((uv_handle_t *)&c->timer, weft__conn_timer_closed);
   c->io->close(c);
   if (c->req_active) { /* tell whoever waits */
-    if (c->body_reading == 1) {
-      extern void weft__conn_deliver_body(weft__conn_t * c, int status);
-      weft__conn_deliver_body(c, UV_ECONNRESET);
-    }
+    if (c->body_reading == 1) weft__conn_deliver_body(c, UV_ECONNRESET);
     weft__res_fire_drain(c);
   }
   weft__conn_unhold(c);
@@ -207,12 +206,10 @@ static void weft__conn_end(weft__conn_t *c, int linger) {
   c->linger = linger ? 1 : 0;
   c->rlen = c->rpos = c->hend;
   weft__conn_arm(c, WEFT__T_LINGER, c->server->limits.linger_timeout);
-  if (c->io->shutdown(c) != 0) {
+  if (c->io->shutdown(c) != 0)
     weft__conn_abort(c);
-  } else if (c->phase == WEFT__PH_LINGER) {
-    weft__rbuf_get(c);
+  else if (c->phase == WEFT__PH_LINGER)
     weft__conn_reading(c, 1);
-  }
   weft__conn_unhold(c);
 }
 
@@ -225,8 +222,7 @@ void weft__conn_shutdown_done(weft__conn_t *c, int status) {
 
 /* The core answers `status` itself (if it still can), then ends the connection. A body read
  * in progress learns why. */
-void weft__conn_fail(weft__conn_t *c, int status);
-void weft__conn_fail(weft__conn_t *c, int status) {
+static void weft__conn_fail(weft__conn_t *c, int status) {
   if (c->phase >= WEFT__PH_LINGER) return;
   int err = status == 408 ? UV_ETIMEDOUT : status == 413 ? UV_E2BIG : UV_EINVAL;
   weft__conn_hold(c);
@@ -242,7 +238,6 @@ void weft__conn_fail(weft__conn_t *c, int status) {
   }
   if (c->req_active && c->body_reading != 2) {
     if (c->body_reading == 1) {
-      extern void weft__conn_deliver_body(weft__conn_t * c, int status);
       weft__conn_deliver_body(c, err);
     } else {
       c->body_err = err;
@@ -283,8 +278,7 @@ void weft__conn_maybe_free(weft__conn_t *c) {
 
 /* ---- the request cycle ---- */
 
-void weft__conn_deliver_body(weft__conn_t *c, int status);
-void weft__conn_deliver_body(weft__conn_t *c, int status) {
+static void weft__conn_deliver_body(weft__conn_t *c, int status) {
   weft_body_cb cb = c->body_cb;
   void *ud = c->body_ud;
   weft_frame_t *f = c->body_frame;
@@ -447,6 +441,9 @@ void weft__conn_process(weft__conn_t *c) {
   weft__conn_hold(c);
   do {
     c->process_again = 0;
+    /* After a head, llhttp must run once more even without input: a request without a body
+     * completes on that run. */
+    int kick = 0;
     for (;;) {
       if (c->phase >= WEFT__PH_LINGER) break;
       if (c->phase == WEFT__PH_ACTIVE) {
@@ -456,7 +453,8 @@ void weft__conn_process(weft__conn_t *c) {
         }
         if (c->msg_done) break; /* pipelined input waits for this request to finish */
       }
-      if (c->rpos == c->rlen) break;
+      if (c->rpos == c->rlen && !kick) break;
+      kick = 0;
       if (c->phase == WEFT__PH_IDLE) {
         /* A client that pipelines without reading the answers waits here. */
         if (c->io->queued(c) > s->limits.write_high_water) break;
@@ -465,9 +463,10 @@ void weft__conn_process(weft__conn_t *c) {
       }
       int ev = weft__http1_execute(c);
       if (ev == WEFT__H1_MORE) break;
-      if (ev == WEFT__H1_HEAD)
+      if (ev == WEFT__H1_HEAD) {
         weft__conn_on_head(c);
-      else if (ev == WEFT__H1_DONE)
+        kick = 1;
+      } else if (ev == WEFT__H1_DONE)
         weft__conn_on_done(c);
       else
         weft__conn_fail(c, ev);
@@ -590,6 +589,7 @@ static int weft__tcp_shutdown(weft__conn_t *c) {
 static void weft__tcp_closed(uv_handle_t *h) { weft__conn_io_closed(h->data); }
 
 static void weft__tcp_close(weft__conn_t *c) {
+  if (c->close_reset && uv_tcp_close_reset(&c->tcp, weft__tcp_closed) == 0) return;
   uv_close((uv_handle_t *)&c->tcp, weft__tcp_closed);
 }
 
@@ -604,11 +604,6 @@ static const weft__conn_io_t weft__tcp_io = {
 };
 
 /* ---- the server ---- */
-
-static void weft__timer_close_cb_init(weft__conn_t *c) {
-  /* uv_close on the timer in abort passes NULL; route it here so closing is counted. */
-  WEFT__UNUSED(c);
-}
 
 static void weft__on_connection(uv_stream_t *listener, int status) {
   weft_server_t *s = listener->data;
@@ -794,8 +789,8 @@ int weft_req_http_minor(weft_req_t *r) { return r->conn->http_minor; }
 
 size_t weft_req_header_count(weft_req_t *r) { return r->conn->nhdrs; }
 
-int weft_req_header_at(weft_req_t *r, size_t i, const char **name, size_t *nlen,
-                       const char **value, size_t *vlen) {
+int weft_req_header_at(weft_req_t *r, size_t i, const char **name, size_t *nlen, const char **value,
+                       size_t *vlen) {
   weft__conn_t *c = r->conn;
   if (i >= c->nhdrs) return UV_EINVAL;
   const weft__hdr_t *h = &c->hdrs[i];
@@ -870,8 +865,11 @@ void weft_req_release(weft_req_t *r) {
     if (weft__res_send(c, 500, &type, 1, body, sizeof(body) - 1) != 0)
       c->res_state = WEFT__RES_DONE;
   } else if (c->res_state == WEFT__RES_STREAM) {
+    /* An unfinished stream: closing tells the client it is cut short (a chunked body lacks
+     * its last chunk; a close-delimited one would look complete after a FIN, so reset). */
     c->res_state = WEFT__RES_DONE;
-    weft__conn_abort(c); /* an unfinished stream: closing tells the client it is cut short */
+    if (!c->res_chunked && !c->res_nobody) c->close_reset = 1;
+    weft__conn_abort(c);
   }
   c->req_active = 0;
   c->body_cb = NULL;

@@ -157,6 +157,7 @@ struct weft__conn {
   unsigned io_closed : 1;
   unsigned linger : 1;    /* LINGER: wait for the peer's EOF after the shutdown */
   unsigned shut_done : 1; /* the write side is shut */
+  unsigned close_reset : 1; /* close with a reset: a close-delimited body was cut short */
   uint8_t phase;     /* enum weft__phase */
   uint8_t res_state; /* enum weft__res_state */
   uint64_t content_length;

@@ -96,6 +96,7 @@ function cli.main(argv)
     return fail("--workers above 1 is not built yet: run one process per core behind a load " ..
       "balancer for now, or use --workers 1")
   end
+  require("weft.core").raise_fd_limit()
   local app, lerr = cli.load_app(o.app)
   if not app then return fail(lerr) end
   local server, serr = app:listen { host = o.host, port = o.port }

@@ -42,7 +42,8 @@ function M.start(app_path, env)
     os.remove(errfile)
     return ok, out, err, how, code
   end
-  function srv.url(_, path) return ("http://%s:%d%s"):format(host, srv.port, path or "/") end
+  --- The URL of path, quoted for a shell command line.
+  function srv.url(_, path) return ("'http://%s:%d%s'"):format(host, srv.port, path or "/") end
   return srv
 end
 
