@@ -25,7 +25,8 @@ asan:
 	cmake -S . -B build-asan -DWEFT_ASAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build build-asan -j2
 	ctest --test-dir build-asan --output-on-failure
-	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	WEFT_BUILD_DIR=build-asan ASAN_OPTIONS=detect_leaks=0 \
+	  LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libubsan.so) \
 	  busted --cpath="build-asan/?.so"
 
 bench: build

@@ -5,6 +5,8 @@ local socket = require "socket"
 local M = {}
 
 local ROOT = os.getenv("PWD")
+-- the build whose weft.core the servers load (make asan points it at build-asan)
+M.BUILD = ROOT .. "/" .. (os.getenv("WEFT_BUILD_DIR") or "build")
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -14,7 +16,7 @@ end
 -- Returns { pid, port, host, stop = function() -> exit_ok, output } .
 function M.start(app_path, env)
   local envs = { "LUA_PATH=" .. shell_quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
-                 "LUA_CPATH=" .. shell_quote(ROOT .. "/build/?.so;;") }
+                 "LUA_CPATH=" .. shell_quote(M.BUILD .. "/?.so;;") }
   for k, v in pairs(env or {}) do envs[#envs + 1] = k .. "=" .. shell_quote(v) end
   local errfile = os.tmpname()
   local cmd = ("sh -c 'echo $$; ulimit -n 4096 2>/dev/null; exec env %s lua5.4 %s %s --port 0 2>%s'")
@@ -142,7 +144,8 @@ end
 
 --- Runs curl with args; returns its stdout and exit status.
 function M.curl(args)
-  local p = assert(io.popen("curl -sS --max-time 10 " .. args .. " 2>&1"))
+  -- curl runs without the sanitizer runtime that `make asan` preloads for weft itself
+  local p = assert(io.popen("env -u LD_PRELOAD curl -sS --max-time 10 " .. args .. " 2>&1"))
   local out = p:read("a")
   local ok, _, code = p:close()
   return out, ok and 0 or code

@@ -1,0 +1,74 @@
+-- The `weft` command, run as a user runs it.
+local ps = require "support.procserver"
+
+local ROOT = os.getenv("PWD")
+local ENV = ("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/?.so;;'")
+  :format(ROOT, ROOT, ps.BUILD)
+
+local function weft(args)
+  local p = assert(io.popen(("env %s lua5.4 bin/weft %s 2>&1"):format(ENV, args)))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return out, code
+end
+
+describe("the weft command", function()
+  it("prints its usage with --help and its version with --version", function()
+    local out, code = weft("--help")
+    assert.equal(0, code)
+    assert.matches("usage: weft APP.lua", out)
+    assert.matches("%-%-port", out)
+    out, code = weft("--version")
+    assert.equal(0, code)
+    assert.matches("^weft %d+%.%d+%.%d+", out)
+  end)
+
+  it("fails clearly on a missing app, a bad option or a file that is not an app", function()
+    local out, code = weft("")
+    assert.equal(2, code)
+    assert.matches("no app file given", out)
+    out, code = weft("spec/fixtures/server_app.lua --port nope")
+    assert.equal(2, code)
+    assert.matches("%-%-port: invalid value", out)
+    out, code = weft("spec/fixtures/server_app.lua --frobnicate")
+    assert.equal(2, code)
+    assert.matches("unknown option", out)
+    out, code = weft("no/such/app.lua")
+    assert.equal(2, code)
+    assert.matches("no/such/app.lua", out)
+    out, code = weft("spec/support/procserver.lua --port 0")
+    assert.equal(2, code)
+    assert.matches("must return an app", out)
+  end)
+
+  it("says --workers above 1 is not built yet, and exits non-zero", function()
+    local out, code = weft("spec/fixtures/server_app.lua --workers 2")
+    assert.equal(2, code)
+    assert.matches("%-%-workers above 1 is not built yet", out)
+  end)
+
+  it("prints the real address with --port 0 and serves apps/hello", function()
+    local srv = ps.start("apps/hello/app.lua")
+    assert.is_true(srv.port > 0)
+    assert.equal("Hello, World!\n", (ps.curl(srv:url("/"))))
+    local ok = srv:stop()
+    assert.is_true(ok)
+  end)
+
+  it("logs a raising handler's error with the request id and traceback, as one JSON line", function()
+    local cjson = require "cjson"
+    local srv = ps.start("spec/fixtures/server_app.lua")
+    ps.curl("-H 'X-Request-Id: logged-1' " .. srv:url("/boom"))
+    local ok, out = srv:stop()
+    assert.is_true(ok)
+    local found
+    for line in out:gmatch("[^\n]+") do
+      local rec = cjson.decode(line)
+      if rec.request_id == "logged-1" then found = rec end
+    end
+    assert.is_table(found, "no log line with the request id in: " .. out)
+    assert.equal("error", found.level)
+    assert.matches("secret failure detail", found.error)
+    assert.matches("stack traceback", found.traceback)
+  end)
+end)
