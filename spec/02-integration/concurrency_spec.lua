@@ -8,7 +8,8 @@ describe("1,000 concurrent requests", function()
   it("each sees only its own store", function()
     local srv = ps.start("spec/fixtures/server_app.lua")
     local N = 1000
-    local cmd = "sh -c 'ulimit -n 4096 2>/dev/null; exec env -u LD_PRELOAD lua5.4 spec/support/swarm.lua %d %d %s'"
+    local cmd = "sh -c 'ulimit -n 4096 2>/dev/null; "
+      .. "exec env -u LD_PRELOAD lua5.4 spec/support/swarm.lua %d %d %s'"
     local p = assert(io.popen(cmd:format(srv.port, N, "/ctx?barrier=" .. N .. "\\&id=")))
     local out = p:read("a")
     p:close()

@@ -1,0 +1,48 @@
+local weft = require "weft"
+local wtest = require "weft.test"
+local cjson = require "cjson"
+
+describe("weft.log", function()
+  local lines
+  before_each(function()
+    lines = {}
+    weft.log.set_output(function(line) lines[#lines + 1] = line end)
+  end)
+  after_each(function()
+    weft.log.set_output(io.stdout)
+    weft.log.set_level("info")
+  end)
+
+  it("writes one JSON line per call with ts, level, msg and the fields", function()
+    weft.log.info("sent", { to = "a@b.c", n = 2 })
+    assert.equal(1, #lines)
+    local rec = cjson.decode(lines[1])
+    assert.equal("info", rec.level)
+    assert.equal("sent", rec.msg)
+    assert.equal("a@b.c", rec.to)
+    assert.equal(2, rec.n)
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", rec.ts)
+    assert.is_nil(rec.request_id) -- outside any request
+  end)
+
+  it("takes the request id from the context, however deep the caller", function()
+    local function service() weft.sleep(1) weft.log.warn("deep") end
+    local app = weft.app()
+    app:get("/", function() service() return "ok" end)
+    wtest.client(app):get("/", { headers = { ["x-request-id"] = "ctx-id" } })
+    assert.equal("ctx-id", cjson.decode(lines[1]).request_id)
+  end)
+
+  it("drops lines below the level, and refuses unknown levels", function()
+    weft.log.set_level("warn")
+    weft.log.info("hidden")
+    weft.log.error("shown")
+    assert.equal(1, #lines)
+    assert.has_error(function() weft.log.set_level("loud") end)
+  end)
+
+  it("logs values JSON cannot hold as text", function()
+    weft.log.info("odd", { f = print })
+    assert.matches("^function", cjson.decode(lines[1]).f)
+  end)
+end)
