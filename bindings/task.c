@@ -253,16 +253,21 @@ static void task_finish(weft_state_t *st, weft_task_t *t, int nres, int reusable
   int base = lua_gettop(co) - nres; /* base+1: DONE, base+2: ok, base+3...: results */
   int ok = lua_toboolean(co, base + 2);
   int n = nres - 2;
-  lua_createtable(L, n, 1);
-  for (int i = 1; i <= n; i++) {
-    lua_pushvalue(co, base + 2 + i);
-    lua_xmove(co, L, 1);
-    lua_rawseti(L, -2, i);
+  if (ok && t->on_done != NULL) {
+    /* a request task: nobody joins it for results; skip the table */
+    lua_settop(co, base);
+  } else {
+    lua_createtable(L, n, 1);
+    for (int i = 1; i <= n; i++) {
+      lua_pushvalue(co, base + 2 + i);
+      lua_xmove(co, L, 1);
+      lua_rawseti(L, -2, i);
+    }
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+    lua_settop(co, base);
+    t->results_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  lua_pushinteger(L, n);
-  lua_setfield(L, -2, "n");
-  lua_settop(co, base);
-  t->results_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t->ok = ok;
   t->state = T_DONE;
   task_release_worker(L, st, t, reusable);
@@ -438,6 +443,7 @@ static int l_spawn(lua_State *L) {
 }
 
 static int push_results(lua_State *L, weft_task_t *t) {
+  if (t->results_ref == LUA_NOREF) return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->results_ref);
   if (!t->ok) {
     lua_rawgeti(L, -1, 1);

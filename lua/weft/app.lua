@@ -140,25 +140,29 @@ local function not_found(res)
   return res:send("Not Found")
 end
 
+-- The end of the chain: the matching route, else 405 (path known, method not) or 404.
+local function endpoint(app, req, res)
+  local route, params, allowed = app:_find(req.method, req.path)
+  if route then
+    req.params = params
+    if route.fns.n == 1 then return apply_return(res, route.fns[1](req, res)) end
+    return run_route(route, req, res)
+  end
+  if allowed then
+    table.sort(allowed)
+    res:status(405):header("Allow", table.concat(allowed, ", "))
+    return res:send("Method Not Allowed")
+  end
+  return not_found(res)
+end
+
 -- Runs the middleware chain, then the matching route.
 function App:_handle(req, res)
   local mw = self._middleware
   local n = #mw
-  local function endpoint()
-    local route, params, allowed = self:_find(req.method, req.path)
-    if route then
-      req.params = params
-      return run_route(route, req, res)
-    end
-    if allowed then
-      table.sort(allowed)
-      res:status(405):header("Allow", table.concat(allowed, ", "))
-      return res:send("Method Not Allowed")
-    end
-    return not_found(res)
-  end
+  if n == 0 then return endpoint(self, req, res) end
   local function step(i)
-    if i > n then return endpoint() end
+    if i > n then return endpoint(self, req, res) end
     local called = false
     return mw[i](req, res, function()
       if called then error("next() called twice", 2) end
@@ -175,36 +179,39 @@ local function on_handler_error(err)
   return { err = err, traceback = traceback(tostring(err), 2) }
 end
 
---- Handles one request on `port` in the current task: builds req/res, runs the app inside a
--- context holding the request, answers 500 if it raises and 404 if nothing answered.
+-- Runs the app for one request inside its context; answers 500 if it raises, 404 if nothing
+-- answered, and finishes a stream left open.
+local function handle_in_context(app, req, res, port)
+  local ok, e = xpcall(app._handle, on_handler_error, app, req, res)
+  if not ok then
+    log.error("request handler raised", {
+      error = tostring(e.err), traceback = e.traceback,
+      method = req.method, path = req.path,
+    })
+    if not res.sent then
+      res.sent = true
+      port:send(500, { "Content-Type", "text/plain; charset=utf-8" }, "Internal Server Error")
+    elseif res.streaming then
+      res.streaming = false -- the stream ends unfinished: the client sees a broken body
+    end
+    return
+  end
+  if res.streaming then
+    res:finish()
+  elseif not res.sent then
+    not_found(res)
+  end
+end
+
+local request_als = context.request_als
+
+--- Handles one request on `port` in the current task: builds req/res and runs the app inside a
+-- context holding the request.
 function App:dispatch(port)
   local req = http.request(port)
   local res = http.response(port, req)
   req.res = res
-  return context.request_als:run(req, function()
-    local ok, e = xpcall(self._handle, on_handler_error, self, req, res)
-    if not ok then
-      log.error("request handler raised", {
-        error = tostring(e.err), traceback = e.traceback,
-        method = req.method, path = req.path,
-      })
-      if not res.sent then
-        res._status = 500
-        res._h, res._order = {}, {}
-        res:header("Content-Type", "text/plain; charset=utf-8")
-        res.sent = true
-        port:send(500, res:_flat(), "Internal Server Error")
-      elseif res.streaming then
-        res.streaming = false -- the stream ends unfinished: the client sees a broken body
-      end
-      return
-    end
-    if res.streaming then
-      res:finish()
-    elseif not res.sent then
-      not_found(res)
-    end
-  end)
+  return request_als:run(req, handle_in_context, self, req, res, port)
 end
 
 --- Starts serving: opts { host = "127.0.0.1", port = 8080 (0: any free port), and limits:

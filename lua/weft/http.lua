@@ -48,12 +48,12 @@ http.STATUS_TEXT = STATUS_TEXT
 
 -- request ids: a random per-process prefix and a counter (unique in the process, and across
 -- processes with overwhelming probability); an incoming x-request-id is kept when it is sane
-local id_prefix = string.format("%08x", math.random(0, 0x7fffffff))
+local id_prefix = string.format("%08x-", math.random(0, 0x7fffffff))
 local id_counter = 0
 
 local function new_request_id()
   id_counter = id_counter + 1
-  return string.format("%s-%06x", id_prefix, id_counter)
+  return id_prefix .. id_counter
 end
 
 local function sane_request_id(v)
@@ -101,7 +101,7 @@ function http.request(port)
     method = port:method(),
     target = target,
     rawpath = rawpath,
-    path = http.unescape(rawpath),
+    path = rawpath:find("%", 1, true) and http.unescape(rawpath) or rawpath,
     querystring = qpos and target:sub(qpos + 1) or "",
     params = {},
   }, Request)
