@@ -4,6 +4,7 @@
  */
 #include "weft_lua.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -59,6 +60,25 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+/* hash(s) -> 16 hex digits: FNV-1a 64 of s (for ETags: fast, not cryptographic) */
+static int l_hash(lua_State *L) {
+  size_t len;
+  const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  char buf[17];
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; i--) {
+    buf[i] = hex[h & 0xf];
+    h >>= 4;
+  }
+  lua_pushlstring(L, buf, 16);
+  return 1;
+}
+
 /* raise_fd_limit() -> the new soft limit: lifts the soft limit on open files to the hard one,
  * as servers do (each connection is a descriptor) */
 static int l_raise_fd_limit(lua_State *L) {
@@ -102,7 +122,8 @@ int luaopen_weft_core(lua_State *L) {
   weft_state_t *st = state_get(L);
   static const luaL_Reg fns[] = {{"run", l_run},       {"stop", l_stop},   {"now", l_now},
                                  {"hrtime", l_hrtime}, {"stats", l_stats},
-                                 {"raise_fd_limit", l_raise_fd_limit}, {NULL, NULL}};
+                                 {"raise_fd_limit", l_raise_fd_limit}, {"hash", l_hash},
+                                 {NULL, NULL}};
   lua_newtable(L);
   weft_b_setfuncs(L, st, fns);
   lua_pushliteral(L, WEFT_VERSION);

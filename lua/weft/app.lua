@@ -1,36 +1,57 @@
---- Applications: onion middleware, routes with :params and a trailing *, and the dispatch of
--- one request inside its own async context.
+--- Applications and routers: onion middleware, a routing tree (static segments, :params, a
+-- trailing *), routers mounted under a prefix, and the dispatch of one request inside its own
+-- async context.
+--
+-- Routing rules: a static segment beats a :param, which beats a trailing *; a trailing slash is
+-- ignored ("/a/" matches "/a"); HEAD is served by GET routes; a path that matches with another
+-- method gets 405 with Allow; nothing matching gets 404.
 local core = require "weft.core"
 local http = require "weft.http"
 local context = require "weft.context"
+local errors = require "weft.errors"
 local log = require "weft.log"
-
-local App = {}
-App.__index = App
-App.__name = "weft.App"
 
 local app_mod = {}
 
---- A new application. opts: { body_limit = bytes (default 1 MiB), limits = { server limits
--- used by app:listen: header_timeout, body_timeout, idle_timeout, ... } }.
-function app_mod.new(opts)
-  opts = opts or {}
-  return setmetatable({
-    _middleware = {},
-    _routes = {},
-    _opts = opts,
-  }, App)
+-- Any change to any app's or router's routes bumps this, so apps rebuild their trees lazily
+-- (routes may be added to a router after it was mounted).
+local generation = 0
+
+-- ---------------------------------------------------------------------------------------
+-- Routers: route tables and middleware, mountable under a prefix
+
+local Router = {}
+Router.__index = Router
+Router.__name = "weft.Router"
+
+local function new_router()
+  return setmetatable({ _routes = {}, _middleware = {} }, Router)
 end
 
---- Adds middleware fn(req, res, next); next() runs everything downstream (it may suspend) and
--- returns when it has finished, so code after it runs after the handler (Koa's onion).
-function App:use(fn)
-  if type(fn) ~= "function" then error("app:use expects a function", 2) end
-  self._middleware[#self._middleware + 1] = fn
+local function normalize_prefix(prefix)
+  if type(prefix) ~= "string" or prefix:sub(1, 1) ~= "/" then
+    error("a mount prefix must be a string starting with '/'", 3)
+  end
+  prefix = prefix:gsub("/+$", "")
+  return prefix
+end
+
+--- Adds middleware fn(req, res, next), or mounts a router: use(fn), use(prefix, fn),
+-- use(prefix, router). In a router, middleware runs only for that router's matched routes.
+function Router:use(a, b)
+  local prefix, target = nil, a
+  if b ~= nil then prefix, target = normalize_prefix(a), b end
+  if getmetatable(target) == Router or (type(target) == "table" and target._routes) then
+    self._routes[#self._routes + 1] = { mount = target, prefix = prefix or "" }
+  elseif type(target) == "function" then
+    self._middleware[#self._middleware + 1] = { prefix = prefix, fn = target }
+  else
+    error("use expects a function or a router", 2)
+  end
+  generation = generation + 1
   return self
 end
 
--- "/users/:id/*" -> { "users", {param="id"}, {wildcard=true} }
 local function compile(pattern)
   if type(pattern) ~= "string" or pattern:sub(1, 1) ~= "/" then
     error("a route pattern must be a string starting with '/'", 3)
@@ -38,6 +59,7 @@ local function compile(pattern)
   local segs = {}
   for seg in pattern:gmatch("[^/]+") do
     if seg:sub(1, 1) == ":" then
+      if #seg == 1 then error("a :param needs a name in " .. pattern, 3) end
       segs[#segs + 1] = { param = seg:sub(2) }
     elseif seg == "*" then
       segs[#segs + 1] = { wildcard = true }
@@ -45,69 +67,236 @@ local function compile(pattern)
       segs[#segs + 1] = seg
     end
   end
+  for i, seg in ipairs(segs) do
+    if type(seg) == "table" and seg.wildcard and i ~= #segs then
+      error("* may only end a route pattern: " .. pattern, 3)
+    end
+  end
   return segs
 end
 
-local function split_path(path)
-  local parts = {}
-  for seg in path:gmatch("[^/]+") do parts[#parts + 1] = seg end
-  return parts
-end
-
-local function match(segs, parts)
-  local params = {}
-  for i, seg in ipairs(segs) do
-    if type(seg) == "string" then
-      if parts[i] ~= seg then return nil end
-    elseif seg.wildcard then
-      params["*"] = table.concat(parts, "/", i)
-      return params
-    else
-      if parts[i] == nil then return nil end
-      params[seg.param] = parts[i]
-    end
-  end
-  if #parts ~= #segs then return nil end
-  return params
-end
-
---- Adds a route for method ("GET", ..., or "*" for all). Handlers after the first two
--- arguments run in order as route middleware, the last one being the handler.
-function App:route(method, pattern, ...)
+--- Adds a route for method ("GET", ..., or "*" for every method). Functions after the pattern
+-- run in order as route middleware; the last is the handler.
+function Router:route(method, pattern, ...)
   local fns = table.pack(...)
   if fns.n == 0 then error("a route needs a handler", 2) end
   for i = 1, fns.n do
     if type(fns[i]) ~= "function" then error("route handlers must be functions", 2) end
   end
-  self._routes[#self._routes + 1] = {
-    method = method, pattern = pattern, segs = compile(pattern), fns = fns,
-  }
+  compile(pattern) -- checked now, so that a bad pattern fails where it is written
+  self._routes[#self._routes + 1] = { method = method, pattern = pattern, fns = fns }
+  generation = generation + 1
   return self
 end
 
 for _, m in ipairs { "get", "post", "put", "patch", "delete", "head", "options" } do
   local M = m:upper()
-  App[m] = function(self, pattern, ...) return self:route(M, pattern, ...) end
+  Router[m] = function(self, pattern, ...) return self:route(M, pattern, ...) end
 end
 
-function App:all(pattern, ...) return self:route("*", pattern, ...) end
+function Router:all(pattern, ...) return self:route("*", pattern, ...) end
 
--- Finds the route for method and path: the route, its params, and the methods that would
--- match the path (for 405).
-function App:_find(method, path)
-  local parts = split_path(path)
-  local allowed
-  for _, r in ipairs(self._routes) do
-    local params = match(r.segs, parts)
-    if params then
-      if r.method == "*" or r.method == method or (method == "HEAD" and r.method == "GET") then
-        return r, params
+-- ---------------------------------------------------------------------------------------
+-- The routing tree
+
+local function new_node()
+  return { static = {} }
+end
+
+-- Inserts a route (with its full pattern and the router middleware that wraps it).
+local function insert(root, method, pattern, fns)
+  local node = root
+  local names = {}
+  for _, seg in ipairs(compile(pattern)) do
+    if type(seg) == "string" then
+      local child = node.static[seg]
+      if not child then
+        child = new_node()
+        node.static[seg] = child
       end
-      allowed = allowed or {}
-      allowed[#allowed + 1] = r.method
+      node = child
+    elseif seg.param then
+      node.param = node.param or new_node()
+      node = node.param
+      names[#names + 1] = seg.param
+    else
+      node.wildcard = node.wildcard or new_node()
+      node = node.wildcard
+      names[#names + 1] = "*"
     end
   end
-  return nil, nil, allowed
+  node.methods = node.methods or {}
+  if not node.methods[method] then -- the first route registered for a method and path wins
+    node.methods[method] = { pattern = pattern, fns = fns, names = names }
+  end
+end
+
+local function join_fns(before, fns)
+  if #before == 0 then return fns end
+  local out = { n = 0 }
+  for _, f in ipairs(before) do
+    out.n = out.n + 1
+    out[out.n] = f
+  end
+  for i = 1, fns.n do
+    out.n = out.n + 1
+    out[out.n] = fns[i]
+  end
+  return out
+end
+
+-- Adds every route of router r under prefix, wrapped in the middleware inherited so far.
+local function flatten(root, r, prefix, inherited)
+  local before = {}
+  for _, f in ipairs(inherited) do before[#before + 1] = f end
+  if r._is_router then
+    for _, mw in ipairs(r._middleware) do
+      if mw.prefix then
+        local p, fn = mw.prefix, mw.fn
+        before[#before + 1] = function(req, res, next)
+          local path = req.path
+          local full = prefix .. p
+          if path == full or path:sub(1, #full + 1) == full .. "/" then return fn(req, res, next) end
+          return next()
+        end
+      else
+        before[#before + 1] = mw.fn
+      end
+    end
+  end
+  for _, route in ipairs(r._routes) do
+    if route.mount then
+      flatten(root, route.mount, prefix .. route.prefix, before)
+    else
+      local full = prefix .. route.pattern
+      if full ~= "/" then full = full:gsub("/+$", "") end
+      if full == "" then full = "/" end
+      insert(root, route.method, full, join_fns(before, route.fns))
+    end
+  end
+end
+
+-- Walks the tree for parts; returns the node that has `method` (or "*", or GET for HEAD) and
+-- the param values, else nil plus the first node that matched the path with other methods.
+local function walk(node, parts, i, n, vals, nv, method)
+  if i > n then
+    local ms = node.methods
+    if ms then
+      local r = ms[method] or ms["*"] or (method == "HEAD" and ms.GET)
+      if r then return r, nv, nil end
+    end
+    local wild = node.wildcard
+    if wild and wild.methods then
+      local wm = wild.methods
+      local r = wm[method] or wm["*"] or (method == "HEAD" and wm.GET)
+      vals[nv + 1] = ""
+      if r then return r, nv + 1, nil end
+      return nil, nil, ms and node or wild
+    end
+    return nil, nil, ms and node or nil
+  end
+  local seg = parts[i]
+  local fallback
+  local child = node.static[seg]
+  if child then
+    local r, k, fb = walk(child, parts, i + 1, n, vals, nv, method)
+    if r then return r, k end
+    fallback = fb
+  end
+  child = node.param
+  if child then
+    vals[nv + 1] = seg
+    local r, k, fb = walk(child, parts, i + 1, n, vals, nv + 1, method)
+    if r then return r, k end
+    fallback = fallback or fb
+  end
+  child = node.wildcard
+  if child and child.methods then
+    local ms = child.methods
+    local r = ms[method] or ms["*"] or (method == "HEAD" and ms.GET)
+    vals[nv + 1] = table.concat(parts, "/", i, n)
+    if r then return r, nv + 1 end
+    fallback = fallback or child
+  end
+  return nil, nil, fallback
+end
+
+local unescape = http.unescape
+
+-- Splits the raw path into decoded segments (decoding after splitting, so that an encoded
+-- slash stays inside its segment).
+local function split_path(rawpath)
+  local parts, n = {}, 0
+  for seg in rawpath:gmatch("[^/]+") do
+    n = n + 1
+    parts[n] = seg:find("%", 1, true) and unescape(seg) or seg
+  end
+  return parts, n
+end
+
+-- ---------------------------------------------------------------------------------------
+-- Applications
+
+local App = setmetatable({}, { __index = Router })
+App.__index = App
+App.__name = "weft.App"
+
+Router._is_router = true
+
+--- A new application. opts: { body_limit = bytes (default 1 MiB), access_log = boolean,
+-- limits = { server limits used by app:listen: header_timeout, body_timeout, ... } }.
+function app_mod.new(opts)
+  opts = opts or {}
+  local app = new_router()
+  app._opts = opts
+  app._tree_gen = -1
+  app.access_log = opts.access_log
+  return setmetatable(app, App)
+end
+
+--- A new router (see Router:use and the route methods).
+function app_mod.router()
+  return new_router()
+end
+
+function App:_tree()
+  if self._tree_gen ~= generation then
+    local root = new_node()
+    -- app-level middleware wraps the whole chain, not each route: flatten only routes
+    local saved = self._middleware
+    self._middleware = {}
+    local ok, err = pcall(flatten, root, self, "", {})
+    self._middleware = saved
+    if not ok then error(err, 0) end
+    self._root = root
+    self._tree_gen = generation
+  end
+  return self._root
+end
+
+--- Finds the route for method and path: the route, its params, and (when only the method
+-- differs) the sorted list of methods that would match.
+function App:find(method, rawpath)
+  local parts, n = split_path(rawpath)
+  local vals = {}
+  local route, nv, fallback = walk(self:_tree(), parts, 1, n, vals, 0, method)
+  if route then
+    local params = {}
+    for k = 1, nv do params[route.names[k]] = vals[k] end
+    return route, params
+  end
+  if fallback and fallback.methods then
+    local allowed, seen = {}, {}
+    for m in pairs(fallback.methods) do
+      if m ~= "*" and not seen[m] then
+        allowed[#allowed + 1] = m
+        seen[m] = true
+      end
+    end
+    if seen.GET and not seen.HEAD then allowed[#allowed + 1] = "HEAD" end
+    table.sort(allowed)
+    return nil, nil, allowed
+  end
 end
 
 -- Applies a handler's return value: body, or status, body[, headers].
@@ -127,10 +316,17 @@ end
 
 local function run_route(route, req, res)
   local fns = route.fns
+  local n = fns.n
+  if n == 1 then return apply_return(res, fns[1](req, res)) end
   local function step(i)
     local fn = fns[i]
-    if i == fns.n then return apply_return(res, fn(req, res)) end
-    return fn(req, res, function() return step(i + 1) end)
+    if i == n then return apply_return(res, fn(req, res)) end
+    local called = false
+    return fn(req, res, function()
+      if called then error("next() called twice", 2) end
+      called = true
+      return step(i + 1)
+    end)
   end
   return step(1)
 end
@@ -142,29 +338,33 @@ end
 
 -- The end of the chain: the matching route, else 405 (path known, method not) or 404.
 local function endpoint(app, req, res)
-  local route, params, allowed = app:_find(req.method, req.path)
+  local route, params, allowed = app:find(req.method, req.rawpath)
   if route then
     req.params = params
-    if route.fns.n == 1 then return apply_return(res, route.fns[1](req, res)) end
+    req.route = route.pattern
     return run_route(route, req, res)
   end
   if allowed then
-    table.sort(allowed)
     res:status(405):header("Allow", table.concat(allowed, ", "))
     return res:send("Method Not Allowed")
   end
   return not_found(res)
 end
 
--- Runs the middleware chain, then the matching route.
+local function prefix_matches(path, prefix)
+  return path == prefix or path:sub(1, #prefix + 1) == prefix .. "/"
+end
+
+-- Runs the app's middleware chain, then the matching route.
 function App:_handle(req, res)
   local mw = self._middleware
   local n = #mw
   if n == 0 then return endpoint(self, req, res) end
   local function step(i)
+    while i <= n and mw[i].prefix and not prefix_matches(req.path, mw[i].prefix) do i = i + 1 end
     if i > n then return endpoint(self, req, res) end
     local called = false
-    return mw[i](req, res, function()
+    return mw[i].fn(req, res, function()
       if called then error("next() called twice", 2) end
       called = true
       return step(i + 1)
@@ -176,41 +376,66 @@ end
 local traceback = debug.traceback
 
 local function on_handler_error(err)
+  if errors.is(err) and err.status < 500 then return { err = err } end
   return { err = err, traceback = traceback(tostring(err), 2) }
 end
 
--- Runs the app for one request inside its context; answers 500 if it raises, 404 if nothing
--- answered, and finishes a stream left open.
+-- Answers an HTTP error raised by the app (weft.error, req:json on bad JSON, ...).
+local function send_http_error(req, res, e)
+  res._status = e.status
+  res._h, res._order = {}, {}
+  local accept = req:header("accept") or ""
+  if e.details ~= nil or accept:find("json", 1, true) then
+    return res:json { error = e.message, details = e.details }
+  end
+  return res:send(e.message)
+end
+
+-- Runs the app for one request inside its context; answers the status of an HTTP error, 500
+-- for any other error, 404 if nothing answered, and finishes a stream left open.
 local function handle_in_context(app, req, res, port)
   local ok, e = xpcall(app._handle, on_handler_error, app, req, res)
   if not ok then
-    log.error("request handler raised", {
-      error = tostring(e.err), traceback = e.traceback,
-      method = req.method, path = req.path,
-    })
+    local err = e.err
+    local status = errors.is(err) and err.status or 500
+    if status >= 500 then
+      log.error("request handler raised", {
+        error = tostring(err), traceback = e.traceback, method = req.method, path = req.path,
+      })
+    end
     if not res.sent then
-      res.sent = true
-      port:send(500, { "Content-Type", "text/plain; charset=utf-8" }, "Internal Server Error")
+      if errors.is(err) then
+        send_http_error(req, res, err)
+      else
+        res._status = 500
+        res.sent = true
+        port:send(500, { "Content-Type", "text/plain; charset=utf-8" }, "Internal Server Error")
+      end
     elseif res.streaming then
       res.streaming = false -- the stream ends unfinished: the client sees a broken body
     end
-    return
-  end
-  if res.streaming then
+  elseif res.streaming then
     res:finish()
   elseif not res.sent then
     not_found(res)
+  end
+  if app.access_log then
+    log.info("access", {
+      method = req.method, path = req.path, status = res._status, bytes = res.bytes,
+      duration_ms = math.floor((core.hrtime() - req.start_ns) / 1e4 + 0.5) / 100,
+    })
   end
 end
 
 local request_als = context.request_als
 
 --- Handles one request on `port` in the current task: builds req/res and runs the app inside a
--- context holding the request.
+-- context holding the request (and its trace).
 function App:dispatch(port)
   local req = http.request(port)
   local res = http.response(port, req)
   req.res = res
+  if self.access_log then req.start_ns = core.hrtime() end
   return request_als:run(req, handle_in_context, self, req, res, port)
 end
 
@@ -227,6 +452,7 @@ function App:listen(opts)
   for k, v in pairs(self._opts.limits or {}) do
     if cfg[k] == nil then cfg[k] = v end
   end
+  self:_tree() -- a bad route fails now, not on the first request
   return core.listen(cfg, function(port) return self:dispatch(port) end)
 end
 

@@ -12,4 +12,13 @@ function context.request()
   return request_als:getStore()
 end
 
+--- The current trace: trace_id, span_id and the traceparent value for outbound requests;
+-- nil outside any request.
+function context.trace()
+  local req = request_als:getStore()
+  if not req then return nil end
+  local t = req.trace
+  return t.trace_id, t.span_id, t.traceparent
+end
+
 return context

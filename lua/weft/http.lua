@@ -3,6 +3,8 @@
 -- remote_addr(), body(), send(status, flat_headers, body), start(status, flat_headers),
 -- write(chunk), finish() and started().
 local cjson = require "cjson.safe"
+local core = require "weft.core"
+local errors = require "weft.errors"
 
 local http = {}
 
@@ -80,6 +82,61 @@ function lazy.remote_addr(req)
   return (req._port:remote_addr())
 end
 
+local function random_hex(bytes)
+  local parts = {}
+  for i = 1, bytes // 4 do parts[i] = string.format("%08x", math.random(0, 0xffffffff)) end
+  return table.concat(parts)
+end
+
+--- Parses a W3C traceparent header value: trace id, parent span id, flags; nil when invalid.
+function http.parse_traceparent(v)
+  if not v then return nil end
+  local version, trace, parent, flags = v:match("^(%x%x)%-(%x+)%-(%x+)%-(%x%x)")
+  if not version or version == "ff" or #trace ~= 32 or #parent ~= 16 then return nil end
+  if version == "00" and #v ~= 55 then return nil end
+  trace, parent = trace:lower(), parent:lower()
+  if trace == string.rep("0", 32) or parent == string.rep("0", 16) then return nil end
+  return trace, parent, flags:lower()
+end
+
+-- The request's trace: an incoming traceparent is continued (its trace id kept, a new span id
+-- made for this server's work); otherwise a new trace starts.
+function lazy.trace(req)
+  local trace_id, parent_id, flags = http.parse_traceparent(req._port:header("traceparent"))
+  local span_id = random_hex(8)
+  if not trace_id then
+    trace_id, flags = random_hex(16), "01"
+  end
+  return { trace_id = trace_id, span_id = span_id, parent_id = parent_id, flags = flags,
+           traceparent = ("00-%s-%s-%s"):format(trace_id, span_id, flags) }
+end
+
+-- RFC 6265: a cookie name is a token; a value is cookie-octets, optionally in double quotes.
+local function parse_cookies(header)
+  local t = {}
+  if not header then return t end
+  for pair in header:gmatch("[^;]+") do
+    pair = pair:match("^%s*(.-)%s*$")
+    if pair ~= "" then
+      local name, value = pair:match("^([^=]*)=(.*)$")
+      if not name or name == "" or name:find("[^%w!#$%%&'*+%-.^_`|~]") then
+        errors.raise(400, "malformed Cookie header")
+      end
+      if value:find('^".*"$') then value = value:sub(2, -2) end
+      if value:find('[%c%s",;\\]') then errors.raise(400, "malformed Cookie header") end
+      if t[name] == nil then -- the first of duplicate names wins, as browsers send the most specific first
+        t[name] = value:find("%", 1, true) and http.unescape(value) or value
+      end
+    end
+  end
+  return t
+end
+http.parse_cookies = parse_cookies
+
+function lazy.cookies(req)
+  return parse_cookies(req._port:header("cookie"))
+end
+
 Request.__index = function(req, k)
   local m = Request[k]
   if m ~= nil then return m end
@@ -120,13 +177,31 @@ function Request:body()
   return self._port:body()
 end
 
---- The body decoded as JSON; nil, err when it is missing or not JSON.
+local function body_or_raise(req)
+  local body, err = req:body()
+  if body then return body end
+  if err and err:find("^E2BIG") then errors.raise(413, "request body too large", nil, 3) end
+  if err and err:find("^ETIMEDOUT") then errors.raise(408, "request body timed out", nil, 3) end
+  errors.raise(400, "the request body could not be read: " .. tostring(err), nil, 3)
+end
+
+--- The body decoded as JSON. Raises an HTTP error: 400 when it is not JSON (with the parser's
+-- message), 413 when it is over the body limit.
 function Request:json()
-  local body, err = self:body()
-  if not body then return nil, err end
+  local body = body_or_raise(self)
   local v, jerr = cjson.decode(body)
-  if v == nil and jerr then return nil, "invalid JSON body: " .. jerr end
+  if v == nil and jerr then errors.raise(400, "invalid JSON body: " .. jerr, nil, 2) end
   return v
+end
+
+--- The body of an application/x-www-form-urlencoded request as a table (as req.query);
+-- raises 415 for another content type.
+function Request:form()
+  local ctype = (self:header("content-type") or ""):lower()
+  if not ctype:find("^application/x%-www%-form%-urlencoded") then
+    errors.raise(415, "expected an application/x-www-form-urlencoded body", nil, 2)
+  end
+  return http.parse_query(body_or_raise(self))
 end
 
 -- ---------------------------------------------------------------------------------------
@@ -138,7 +213,7 @@ Response.__name = "weft.Response"
 
 function http.response(port, req)
   return setmetatable({ _port = port, _req = req, _status = 200, _h = {}, _order = {},
-                        sent = false, streaming = false }, Response)
+                        sent = false, streaming = false, bytes = 0 }, Response)
 end
 
 --- Sets the status code; returns the response for chaining.
@@ -201,8 +276,33 @@ function Response:send(body)
     self:header("Content-Type", body:find("^%s*<") and "text/html; charset=utf-8"
       or "text/plain; charset=utf-8")
   end
+  body = body or ""
   self.sent = true
-  return self._port:send(self._status, self:_flat(), body or "")
+  self.bytes = #body
+  local status = self._status
+  if status == 200 and #body > 0 and not self._h["etag"] then
+    local method = self._req.method
+    if method == "GET" or method == "HEAD" then
+      local etag = ('W/"%x-%s"'):format(#body, core.hash(body))
+      self:header("ETag", etag)
+      if http.etag_matches(self._req:header("if-none-match"), etag) then
+        self._status, self.bytes = 304, 0
+        return self._port:send(304, self:_flat(), "")
+      end
+    end
+  end
+  return self._port:send(status, self:_flat(), body)
+end
+
+--- True when an If-None-Match value lists etag (weak comparison) or is "*".
+function http.etag_matches(inm, etag)
+  if not inm then return false end
+  local bare = etag:gsub("^W/", "")
+  for tag in inm:gmatch("[^,]+") do
+    tag = tag:match("^%s*(.-)%s*$"):gsub("^W/", "")
+    if tag == "*" or tag == bare then return true end
+  end
+  return false
 end
 
 --- Sends value as JSON (application/json).
@@ -224,7 +324,69 @@ function Response:write(chunk)
     local ok, err = self._port:start(self._status, self:_flat())
     if not ok then return nil, err end
   end
-  return self._port:write(tostring(chunk))
+  chunk = tostring(chunk)
+  self.bytes = self.bytes + #chunk
+  return self._port:write(chunk)
+end
+
+local function imf_date(t)
+  return os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
+end
+
+--- Adds a Set-Cookie header. attrs: path (default "/"), domain, max_age (seconds), expires
+-- (a time number or a date string), secure, http_only (default true), same_site ("Strict",
+-- "Lax" or "None"). The value is percent-encoded where cookie syntax requires.
+function Response:cookie(name, value, attrs)
+  if type(name) ~= "string" or name == "" or name:find("[^%w!#$%%&'*+%-.^_`|~]") then
+    error("invalid cookie name", 2)
+  end
+  attrs = attrs or {}
+  value = tostring(value or ""):gsub('[%c%s",;\\%%]', function(c)
+    return ("%%%02X"):format(c:byte())
+  end)
+  local parts = { name .. "=" .. value }
+  local path = attrs.path == nil and "/" or attrs.path
+  if path then parts[#parts + 1] = "Path=" .. path end
+  if attrs.domain then parts[#parts + 1] = "Domain=" .. attrs.domain end
+  if attrs.max_age then parts[#parts + 1] = ("Max-Age=%d"):format(attrs.max_age) end
+  if attrs.expires then
+    parts[#parts + 1] = "Expires=" .. (type(attrs.expires) == "number" and imf_date(attrs.expires)
+      or attrs.expires)
+  end
+  if attrs.secure then parts[#parts + 1] = "Secure" end
+  if attrs.http_only ~= false then parts[#parts + 1] = "HttpOnly" end
+  if attrs.same_site then parts[#parts + 1] = "SameSite=" .. attrs.same_site end
+  local line = table.concat(parts, "; ")
+  if line:find("[\r\n%z]") then error("invalid cookie attribute", 2) end
+  local prev = self:get_header("Set-Cookie")
+  if prev == nil then
+    self:header("Set-Cookie", { line })
+  else
+    if type(prev) ~= "table" then prev = { prev } end
+    prev[#prev + 1] = line
+    self:header("Set-Cookie", prev)
+  end
+  return self
+end
+
+--- Expires cookie `name` (with the same path/domain it was set with).
+function Response:clear_cookie(name, attrs)
+  local a = {}
+  for k, v in pairs(attrs or {}) do a[k] = v end
+  a.expires, a.max_age = 0, nil
+  return self:cookie(name, "", a)
+end
+
+--- Redirects to url with status (default 302).
+function Response:redirect(url, status)
+  status = status or 302
+  if math.type(status) ~= "integer" or status < 300 or status > 399 then
+    error("redirect status must be 3xx", 2)
+  end
+  url = tostring(url)
+  if url:find("[\r\n%z]") then error("invalid redirect URL", 2) end
+  self:status(status):header("Location", url)
+  return self:send("Redirecting to " .. url)
 end
 
 --- Ends a streamed response.

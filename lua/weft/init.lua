@@ -33,6 +33,27 @@ function weft.app(opts)
   return require("weft.app").new(opts)
 end
 
+--- A router: routes and middleware to mount with app:use("/prefix", router).
+function weft.router()
+  return require("weft.app").router()
+end
+
+--- Raises an HTTP error: the request is answered with `status` and `message` (and `details`,
+-- sent as JSON), without being logged as a failure when status < 500.
+function weft.error(status, message, details)
+  return require("weft.errors").raise(status, message, details, 2)
+end
+
+--- Middleware serving the files under dir (see weft.static).
+function weft.static(dir, opts)
+  return require("weft.static").new(dir, opts)
+end
+
+--- The current trace: trace_id, span_id and the traceparent header value for outbound calls.
+function weft.trace()
+  return context.trace()
+end
+
 weft.log = require "weft.log"
 
 return weft

@@ -8,6 +8,18 @@ local log = {}
 local LEVELS = { debug = 10, info = 20, warn = 30, error = 40 }
 local threshold = LEVELS.info
 local out = io.stdout
+local sinks = {}
+
+--- Adds fn(record, line), called for every line written (weft.test uses it to capture the
+-- lines a request wrote). Returns a function that removes it.
+function log.add_sink(fn)
+  sinks[#sinks + 1] = fn
+  return function()
+    for i = #sinks, 1, -1 do
+      if sinks[i] == fn then table.remove(sinks, i) end
+    end
+  end
+end
 
 --- Sets the lowest level written: "debug", "info", "warn" or "error".
 function log.set_level(level)
@@ -36,7 +48,10 @@ local function write(level, msg, fields)
   rec.level = level
   rec.msg = tostring(msg)
   local req = context.request()
-  if req then rec.request_id = req.id end
+  if req then
+    rec.request_id = req.id
+    rec.trace_id = req.trace.trace_id
+  end
   local line = cjson.encode(rec)
   if not line then
     -- a field that JSON cannot hold (a function, a cycle): log its text instead
@@ -47,6 +62,7 @@ local function write(level, msg, fields)
     end
     line = cjson.encode(rec)
   end
+  for i = 1, #sinks do sinks[i](rec, line) end
   if type(out) == "function" then
     out(line)
   else

@@ -6,6 +6,7 @@
 --   assert.equal(200, r.status)
 local core = require "weft.core"
 local cjson = require "cjson.safe"
+local log = require "weft.log"
 
 local test = {}
 
@@ -87,7 +88,8 @@ function test.client(app, opts)
 end
 
 --- Performs a request. opts: { headers = {name = value}, body = string, json = value }.
--- Returns { status, headers (lower-case names), header_list, body, json() }.
+-- Returns { status, headers (lower-case names), header_list, body, json(), logs (the log
+-- records the request wrote) }.
 -- Inside a task it suspends like a real request; outside one (a busted `it`) it drives the
 -- loop until the request has finished.
 function Client:request(method, target, opts)
@@ -104,8 +106,17 @@ function Client:request(method, target, opts)
   local port = setmetatable({ _method = method:upper(), _target = target, _headers = headers,
     _body = body, _limit = self.limit, _res = res }, Port)
   local app = self.app
+  -- the log lines this request writes (and what it starts, while it runs), by request id
+  local logs = {}
+  res.logs = logs
   local function handle()
-    app:dispatch(port)
+    local remove = log.add_sink(function(rec)
+      local req = require("weft.context").request()
+      if req and req._port == port then logs[#logs + 1] = rec end
+    end)
+    local ok, err = pcall(app.dispatch, app, port)
+    remove()
+    if not ok then error(err, 0) end
   end
   if core.current() then
     core.spawn(handle):join()

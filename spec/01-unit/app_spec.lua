@@ -31,7 +31,7 @@ describe("weft.app", function()
     assert.equal(404, c:get("/nothing").status)
     local r = c:put("/thing")
     assert.equal(405, r.status)
-    assert.equal("DELETE, GET", r.headers["allow"])
+    assert.equal("DELETE, GET, HEAD", r.headers["allow"]) -- GET routes serve HEAD too
   end)
 
   it("serves HEAD from GET routes, without a body", function()
