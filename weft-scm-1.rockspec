@@ -30,6 +30,17 @@ build = {
    },
    install = {
       bin = { weft = "bin/weft" },
+      lua = {
+         ["weft.app"] = "lua/weft/app.lua",
+         ["weft.cli"] = "lua/weft/cli.lua",
+         ["weft.context"] = "lua/weft/context.lua",
+         ["weft.errors"] = "lua/weft/errors.lua",
+         ["weft.http"] = "lua/weft/http.lua",
+         ["weft"] = "lua/weft/init.lua",
+         ["weft.log"] = "lua/weft/log.lua",
+         ["weft.static"] = "lua/weft/static.lua",
+         ["weft.test"] = "lua/weft/test.lua",
+      },
    },
    copy_directories = {},
 }

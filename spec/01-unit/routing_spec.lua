@@ -1,0 +1,108 @@
+local weft = require "weft"
+local wtest = require "weft.test"
+
+describe("routing", function()
+  local function body(app, method, path)
+    local r = wtest.client(app):request(method, path)
+    return r.status, r.body
+  end
+
+  it("prefers static segments over :params over a trailing *", function()
+    local app = weft.app()
+    app:get("/users/*", function(req) return "wild:" .. req.params["*"] end)
+    app:get("/users/:id", function(req) return "param:" .. req.params.id end)
+    app:get("/users/me", function() return "static" end)
+    assert.same({ 200, "static" }, { body(app, "GET", "/users/me") })
+    assert.same({ 200, "param:42" }, { body(app, "GET", "/users/42") })
+    assert.same({ 200, "wild:42/posts" }, { body(app, "GET", "/users/42/posts") })
+  end)
+
+  it("backtracks when a more specific branch has no matching route", function()
+    local app = weft.app()
+    app:get("/a/b/c", function() return "static" end)
+    app:get("/a/:x/d", function(req) return "param " .. req.params.x end)
+    assert.same({ 200, "param b" }, { body(app, "GET", "/a/b/d") })
+    -- the method decides between branches too
+    app:delete("/items/:id", function(req) return "deleted " .. req.params.id end)
+    app:get("/items/new", function() return "form" end)
+    assert.same({ 200, "deleted new" }, { body(app, "DELETE", "/items/new") })
+  end)
+
+  it("ignores a trailing slash, and matches * with nothing after it", function()
+    local app = weft.app()
+    app:get("/a", function() return "a" end)
+    app:get("/files/*", function(req) return "[" .. req.params["*"] .. "]" end)
+    assert.same({ 200, "a" }, { body(app, "GET", "/a/") })
+    assert.same({ 200, "[]" }, { body(app, "GET", "/files/") })
+    assert.same({ 200, "[x/y]" }, { body(app, "GET", "/files/x/y") })
+  end)
+
+  it("decodes params after splitting, so an encoded slash stays in its segment", function()
+    local app = weft.app()
+    app:get("/p/:name", function(req) return req.params.name end)
+    assert.same({ 200, "a/b c" }, { body(app, "GET", "/p/a%2Fb%20c") })
+  end)
+
+  it("keeps param names per route even where two routes share a position", function()
+    local app = weft.app()
+    app:get("/u/:id", function(req) return "id=" .. req.params.id end)
+    app:get("/u/:uid/posts/:pid", function(req) return req.params.uid .. "," .. req.params.pid end)
+    assert.same({ 200, "id=1" }, { body(app, "GET", "/u/1") })
+    assert.same({ 200, "1,2" }, { body(app, "GET", "/u/1/posts/2") })
+  end)
+
+  it("rejects bad patterns where they are written", function()
+    local app = weft.app()
+    assert.has_error(function() app:get("no-slash", function() end) end)
+    assert.has_error(function() app:get("/a/*/b", function() end) end)
+    assert.has_error(function() app:get("/a/:", function() end) end)
+    assert.has_error(function() app:get("/a") end)
+  end)
+
+  it("mounts routers under a prefix, with middleware that wraps only their routes", function()
+    local app = weft.app()
+    local api = weft.router()
+    local seen = {}
+    api:use(function(req, res, next) seen[#seen + 1] = req.path next() end)
+    api:get("/users/:id", function(req) return "user " .. req.params.id end)
+    api:get("/", function() return "api root" end)
+    local v1 = weft.router()
+    v1:get("/ping", function() return "pong" end)
+    api:use("/v1", v1)
+    app:use("/api", api)
+    app:get("/other", function() return "other" end)
+    assert.same({ 200, "user 3" }, { body(app, "GET", "/api/users/3") })
+    assert.same({ 200, "api root" }, { body(app, "GET", "/api") })
+    assert.same({ 200, "pong" }, { body(app, "GET", "/api/v1/ping") })
+    assert.same({ 200, "other" }, { body(app, "GET", "/other") })
+    assert.equal(404, (body(app, "GET", "/api/nothing")))
+    assert.same({ "/api/users/3", "/api", "/api/v1/ping" }, seen)
+    -- routes added after mounting count too
+    api:get("/late", function() return "late" end)
+    assert.same({ 200, "late" }, { body(app, "GET", "/api/late") })
+  end)
+
+  it("runs path-prefixed app middleware only under its prefix", function()
+    local app = weft.app()
+    app:use("/admin", function(req, res, next)
+      if req:header("x-admin") ~= "yes" then return res:status(403):send("no") end
+      return next()
+    end)
+    app:get("/admin/panel", function() return "panel" end)
+    app:get("/administrator", function() return "not under /admin" end)
+    app:get("/public", function() return "public" end)
+    assert.equal(403, (body(app, "GET", "/admin/panel")))
+    assert.same({ 200, "not under /admin" }, { body(app, "GET", "/administrator") })
+    assert.same({ 200, "public" }, { body(app, "GET", "/public") })
+  end)
+
+  it("keeps matching right with 10,000 routes", function()
+    local app = weft.app()
+    for i = 1, 10000 do
+      app:get("/r" .. i .. "/:id", function(req) return i .. ":" .. req.params.id end)
+    end
+    assert.same({ 200, "1:a" }, { body(app, "GET", "/r1/a") })
+    assert.same({ 200, "9999:b" }, { body(app, "GET", "/r9999/b") })
+    assert.equal(404, (body(app, "GET", "/r10001/c")))
+  end)
+end)
