@@ -12,6 +12,7 @@ options:
   --host H       address to listen on (default 127.0.0.1)
   --port N       port to listen on (default 8080; 0 picks a free port)
   --workers N    processes sharing the port (only 1 is built so far)
+  --no-access-log  do not log a line per request (on by default)
   --help         show this help
   --version      show the version
 
@@ -36,6 +37,8 @@ function cli.parse(argv)
       o.help = true
     elseif name == "version" or a == "-v" then
       o.version = true
+    elseif name == "no-access-log" then
+      o.access_log = false
     elseif name == "host" or name == "port" or name == "workers" then
       local v = inline
       if v == nil then
@@ -99,6 +102,9 @@ function cli.main(argv)
   require("weft.core").raise_fd_limit()
   local app, lerr = cli.load_app(o.app)
   if not app then return fail(lerr) end
+  -- the access log is on in the CLI unless the app or the command line says otherwise
+  if app.access_log == nil then app.access_log = o.access_log ~= false end
+  if o.access_log == false then app.access_log = false end
   local server, serr = app:listen { host = o.host, port = o.port }
   if not server then return fail("cannot listen: " .. tostring(serr)) end
   local host, port = server:address()

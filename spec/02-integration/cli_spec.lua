@@ -55,6 +55,27 @@ describe("the weft command", function()
     assert.is_true(ok)
   end)
 
+  it("writes an access line per request unless --no-access-log", function()
+    local cjson = require "cjson"
+    local function access_lines(extra)
+      local srv = ps.start("apps/hello/app.lua" .. (extra or ""))
+      ps.curl("-H 'X-Request-Id: acc-9' " .. srv:url("/hello/x"))
+      local _, out = srv:stop()
+      local found = {}
+      for line in out:gmatch("[^\n]+") do
+        local rec = cjson.decode(line)
+        if rec.msg == "access" then found[#found + 1] = rec end
+      end
+      return found
+    end
+    local lines = access_lines()
+    assert.equal(1, #lines)
+    assert.same({ "GET", "/hello/x", 200, "acc-9" },
+      { lines[1].method, lines[1].path, lines[1].status, lines[1].request_id })
+    assert.is_true(lines[1].bytes > 0)
+    assert.equal(0, #access_lines(" --no-access-log"))
+  end)
+
   it("logs a raising handler's error with the request id and traceback, as one JSON line", function()
     local cjson = require "cjson"
     local srv = ps.start("spec/fixtures/server_app.lua")
@@ -64,7 +85,7 @@ describe("the weft command", function()
     local found
     for line in out:gmatch("[^\n]+") do
       local rec = cjson.decode(line)
-      if rec.request_id == "logged-1" then found = rec end
+      if rec.request_id == "logged-1" and rec.level == "error" then found = rec end
     end
     assert.is_table(found, "no log line with the request id in: " .. out)
     assert.equal("error", found.level)

@@ -12,37 +12,54 @@ local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
---- Starts a server for app_path; env is a table of extra environment variables.
--- Returns { pid, port, host, stop = function() -> exit_ok, output } .
+local function read_file(path)
+  local f = io.open(path)
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- Starts a server for app_path (plus any extra command-line words in it); env is a table of
+-- extra environment variables. Its stdout and stderr go to files, so a server that logs a lot
+-- never blocks on a pipe nobody reads. Returns { pid, port, host, stop, url }.
 function M.start(app_path, env)
   local envs = { "LUA_PATH=" .. shell_quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
                  "LUA_CPATH=" .. shell_quote(M.BUILD .. "/?.so;;") }
   for k, v in pairs(env or {}) do envs[#envs + 1] = k .. "=" .. shell_quote(v) end
-  local errfile = os.tmpname()
-  local cmd = ("sh -c 'echo $$; ulimit -n 4096 2>/dev/null; exec env %s lua5.4 %s %s --port 0 2>%s'")
-    :format(table.concat(envs, " "):gsub("'", "'\\''"), ROOT .. "/bin/weft", app_path, errfile)
-  local p = assert(io.popen(cmd, "r"))
-  local pid = assert(tonumber(p:read("l")), "no pid")
-  local line = p:read("l")
+  local base = os.tmpname()
+  local out, err, pidf, statusf = base .. ".out", base .. ".err", base .. ".pid", base .. ".status"
+  local script = ("ulimit -n 4096 2>/dev/null; env %s lua5.4 %s %s --port 0 >%s 2>%s & "
+    .. "echo $! >%s; wait $!; echo $? >%s"):format(table.concat(envs, " "), ROOT .. "/bin/weft",
+    app_path, out, err, pidf, statusf)
+  os.execute("sh -c " .. shell_quote(script) .. " >/dev/null 2>&1 &")
+  local pid, line
+  for _ = 1, 500 do
+    pid = pid or tonumber(read_file(pidf):match("%d+"))
+    line = read_file(out):match("^([^\n]*)\n")
+    if line or read_file(statusf) ~= "" then break end
+    socket.sleep(0.01)
+  end
   if not line then
-    local f = io.open(errfile)
-    local err = f and f:read("a") or ""
-    error("server did not start: " .. err)
+    error("server did not start: " .. read_file(err))
   end
   local host, port = line:match("^listening on http://([%d.]+):(%d+)$")
   assert(port, "unexpected first line: " .. line)
-  local srv = { pid = pid, host = host, port = tonumber(port), errfile = errfile }
-  --- Sends a signal (default TERM) and waits for the process: returns its success, its stdout
-  -- after the listening line, and its stderr.
+  local srv = { pid = pid, host = host, port = tonumber(port) }
+  --- Sends a signal (default TERM) and waits for the process: returns whether it exited with
+  -- status 0, its stdout after the listening line, and its stderr.
   function srv.stop(_, sig)
     os.execute("kill -" .. (sig or "TERM") .. " " .. pid .. " 2>/dev/null")
-    local out = p:read("a")
-    local ok, how, code = p:close()
-    local f = io.open(errfile)
-    local err = f and f:read("a") or ""
-    if f then f:close() end
-    os.remove(errfile)
-    return ok, out, err, how, code
+    local status
+    for _ = 1, 1000 do
+      status = read_file(statusf):match("%d+")
+      if status then break end
+      socket.sleep(0.01)
+    end
+    local stdout = read_file(out):gsub("^[^\n]*\n", "", 1)
+    local stderr = read_file(err)
+    for _, f in ipairs { base, out, err, pidf, statusf } do os.remove(f) end
+    return status == "0", stdout, stderr, status
   end
   --- The URL of path, quoted for a shell command line.
   function srv.url(_, path) return ("'http://%s:%d%s'"):format(host, srv.port, path or "/") end
