@@ -299,7 +299,9 @@ function App:find(method, rawpath)
   end
 end
 
--- Applies a handler's return value: body, or status, body[, headers].
+-- Takes a handler's return value: body, or status, body[, headers]. The body is sent when the
+-- whole middleware chain has returned, so middleware can still change the status and headers
+-- after next() (Koa's onion); res:send() and res:json() send at once.
 local function apply_return(res, a, b, c)
   if res.sent or a == nil then return end
   if math.type(a) == "integer" then
@@ -307,11 +309,9 @@ local function apply_return(res, a, b, c)
     if type(c) == "table" then
       for k, v in pairs(c) do res:header(k, v) end
     end
-    if type(b) == "table" then return res:json(b) end
-    return res:send(b)
+    a = b == nil and "" or b
   end
-  if type(a) == "table" then return res:json(a) end
-  return res:send(a)
+  res._pending = a
 end
 
 local function run_route(route, req, res)
@@ -417,7 +417,14 @@ local function handle_in_context(app, req, res, port)
   elseif res.streaming then
     res:finish()
   elseif not res.sent then
-    not_found(res)
+    local body = res._pending
+    if body == nil then
+      not_found(res)
+    elseif type(body) == "table" then
+      res:json(body)
+    else
+      res:send(body)
+    end
   end
   if app.access_log then
     log.info("access", {

@@ -108,6 +108,7 @@ function cli.main(argv)
   local server, serr = app:listen { host = o.host, port = o.port }
   if not server then return fail("cannot listen: " .. tostring(serr)) end
   local host, port = server:address()
+  if host:find(":", 1, true) then host = "[" .. host .. "]" end -- an IPv6 address
   io.stdout:write(("listening on http://%s:%d\n"):format(host, port))
   io.stdout:flush()
   local stopping = false

@@ -91,6 +91,8 @@ describe("weft.app", function()
     local r = wtest.client(app):get("/")
     assert.equal("done", r.body)
     assert.same({ "a-in", "b-in", "handler", "b-out", "a-out" }, trail)
+    -- a returned body is sent once the chain has returned: headers set on the way out count
+    assert.equal("yes", r.headers["x-took"])
   end)
 
   it("lets middleware answer without calling next", function()
