@@ -131,6 +131,7 @@ int luaopen_weft_core(lua_State *L) {
   weft_b_open_context(L, st);
   weft_b_open_tasks(L, st);
   weft_b_open_http(L, st);
+  weft_b_open_fs(L, st);
 
   /* Plain coroutines keep the context they were created in: replace the global functions. */
   lua_getglobal(L, "coroutine");

@@ -2,11 +2,12 @@
  * weft.h — the public contract of weft's C core.
  *
  * The core is plain C on libuv (and llhttp, privately). It knows nothing of Lua: a C program can
- * embed it and serve HTTP with a C handler. Four parts:
+ * embed it and serve HTTP with a C handler. Five parts:
  *   1. the loop           weft_loop_*     one per thread; owns the current async-context frame
  *   2. async context      weft_frame_*    immutable frames mapping keys to values
  *   3. continuations      weft_timer_*, weft_defer   capture the frame at registration
  *   4. HTTP/1.1 server    weft_server_*, weft_req_*, weft_res_*
+ *   5. files              weft_fs_*       asynchronous, on libuv's thread pool
  *
  * Conventions (libuv's): functions return 0 or a negative libuv error code (UV_E*); memory a
  * function hands out is released by the matching *_release / *_free / close call.
@@ -246,6 +247,69 @@ int weft_res_started(weft_req_t *r);
 
 /* Formats the current Date header value (IMF-fixdate), cached once a second. */
 const char *weft_http_date(weft_loop_t *loop, size_t *len);
+
+/* ------------------------------------------------------------------------------------------ */
+/* 5. Files: thin asynchronous wrappers over libuv's thread-pool file operations. Each is a   */
+/*    one-shot continuation: it captures the frame current at the call and installs it around */
+/*    its callback, then drops it.                                                              */
+/*
+ * Every function returns 0 when the operation was queued, and then cb(res, data) runs exactly
+ * once, on a later turn of the loop (never before the function returns); or a negative UV
+ * error, and then cb never runs. `res` and what it points to are valid during the callback
+ * only. Operations in flight keep the loop alive; the loop must not be freed under them.
+ */
+
+typedef enum weft_fs_type {
+  WEFT_FS_OTHER = 0, /* FIFO, socket, device */
+  WEFT_FS_FILE,      /* regular file */
+  WEFT_FS_DIR,       /* directory */
+  WEFT_FS_LINK       /* symbolic link (only weft_fs_lstat sees one) */
+} weft_fs_type_t;
+
+typedef struct weft_fs_stat {
+  weft_fs_type_t type;
+  uint64_t size;      /* bytes */
+  int64_t mtime_sec;  /* last modification, seconds since the epoch */
+  long mtime_nsec;    /* and nanoseconds */
+  uint64_t mode;      /* st_mode: type and permission bits */
+  uint64_t dev, ino;  /* identity of the file */
+} weft_fs_stat_t;
+
+typedef struct weft_fs_result {
+  int status;          /* 0, or a negative UV error code (UV_ENOENT, ...) */
+  uv_file fd;          /* weft_fs_open: the new descriptor; -1 on error */
+  size_t nread;        /* weft_fs_read: bytes read into the caller's buffer; 0 at end of file */
+  const char *path;    /* weft_fs_realpath: the resolved absolute path; NULL on error */
+  weft_fs_stat_t stat; /* weft_fs_stat, weft_fs_lstat, weft_fs_fstat */
+} weft_fs_result_t;
+
+typedef void (*weft_fs_cb)(const weft_fs_result_t *res, void *data);
+
+/* Opens `path` read-only, non-blocking and close-on-exec. O_NONBLOCK makes opening a FIFO or a
+ * device return at once instead of stalling a pool thread; regular files ignore it. */
+int weft_fs_open(weft_loop_t *loop, const char *path, weft_fs_cb cb, void *data);
+
+/* Closes fd. With cb == NULL the descriptor is closed synchronously, now, and the result is
+ * returned (closing a descriptor opened read-only does not wait on the disk). */
+int weft_fs_close(weft_loop_t *loop, uv_file fd, weft_fs_cb cb, void *data);
+
+/* Reads up to len bytes at `offset` (-1: at the descriptor's position, which then advances)
+ * into buf, which must stay valid until cb runs. res->nread is 0 at end of file. Reads of
+ * more than INT32_MAX bytes are cut to that. */
+int weft_fs_read(weft_loop_t *loop, uv_file fd, char *buf, size_t len, int64_t offset,
+                 weft_fs_cb cb, void *data);
+
+/* stat(2) (following symbolic links), lstat(2) (not following the last one), fstat(2). */
+int weft_fs_stat(weft_loop_t *loop, const char *path, weft_fs_cb cb, void *data);
+int weft_fs_lstat(weft_loop_t *loop, const char *path, weft_fs_cb cb, void *data);
+int weft_fs_fstat(weft_loop_t *loop, uv_file fd, weft_fs_cb cb, void *data);
+
+/* realpath(3): the absolute path with every symbolic link, "." and ".." resolved; the file
+ * must exist (UV_ENOENT otherwise). */
+int weft_fs_realpath(weft_loop_t *loop, const char *path, weft_fs_cb cb, void *data);
+
+/* File operations queued and not yet called back, on every loop (diagnostics and tests). */
+size_t weft_fs_pending(void);
 
 #ifdef __cplusplus
 }
