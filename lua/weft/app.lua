@@ -364,11 +364,23 @@ function App:_handle(req, res)
     while i <= n and mw[i].prefix and not prefix_matches(req.path, mw[i].prefix) do i = i + 1 end
     if i > n then return endpoint(self, req, res) end
     local called = false
-    return mw[i].fn(req, res, function()
+    local prefix = mw[i].prefix
+    -- middleware mounted under a prefix sees it as req.base_path (Express's baseUrl), so that
+    -- it can work on the rest of the path; downstream sees the outer value again
+    local outer = req.base_path
+    if prefix then req.base_path = prefix end
+    local function next_fn()
       if called then error("next() called twice", 2) end
       called = true
+      req.base_path = outer
       return step(i + 1)
-    end)
+    end
+    if not prefix then return mw[i].fn(req, res, next_fn) end
+    local function restore(...)
+      req.base_path = outer
+      return ...
+    end
+    return restore(mw[i].fn(req, res, next_fn))
   end
   return step(1)
 end

@@ -4,8 +4,9 @@
 --   app:use(weft.static("public"))               -- GET/HEAD of any path; else next()
 --   app:get("/assets/*", weft.static("public"))  -- the part of the path matched by *
 --
--- As middleware it serves req.path whole, also when mounted with app:use("/prefix", ...): to
--- serve a directory under a URL prefix, use the route form above.
+--   app:use("/assets", weft.static("public"))    -- the path after the mount prefix
+--
+-- As middleware it serves req.path, less req.base_path when mounted under a prefix.
 --
 -- opts:
 --   index = "index.html"   the file served for a directory (false: none)
@@ -384,7 +385,12 @@ function Static:handle(req, res, next)
     if next then return next() end
     return answer(res, 405, "Method Not Allowed", { Allow = "GET, HEAD" })
   end
-  local path = req.params and req.params["*"] or req.path
+  local path = req.params and req.params["*"]
+  if not path then
+    path = req.path
+    local base = req.base_path
+    if base and path:sub(1, #base) == base then path = path:sub(#base + 1) end
+  end
   local segs = split_safe(path)
   if not segs then return answer(res, 400, "Bad Request") end
   if self.dotfiles ~= "allow" then

@@ -416,6 +416,19 @@ describe("weft.static", function()
     end)
   end)
 
+  it("serves under a mount prefix with app:use(prefix, static), stripping the prefix", function()
+    local app = weft.app()
+    app:use("/assets", weft.static(tree.root))
+    app:get("/other", function(req) return "other:" .. tostring(req.base_path) end)
+    local m = wtest.client(app)
+    local r = m:get("/assets/readme.txt")
+    assert.same({ 200, "0123456789abcdefghij" }, { r.status, r.body })
+    assert.equal(301, m:get("/assets").status)
+    assert.equal(200, m:get("/assets/").status) -- the index file
+    assert.equal(404, m:get("/assetsreadme.txt").status)
+    assert.equal("other:nil", m:get("/other").body) -- downstream does not see the prefix
+  end)
+
   it("keeps each request's context across its file reads", function()
     local als = weft.AsyncLocalStorage.new()
     local app = weft.app()
