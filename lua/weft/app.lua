@@ -224,9 +224,11 @@ end
 local unescape = http.unescape
 
 -- Splits the raw path into decoded segments (decoding after splitting, so that an encoded
--- slash stays inside its segment).
+-- slash stays inside its segment), into a scratch table reused by every lookup (a lookup
+-- never yields, so nothing else can be using it).
+local scratch_parts, scratch_vals = {}, {}
 local function split_path(rawpath)
-  local parts, n = {}, 0
+  local parts, n = scratch_parts, 0
   for seg in rawpath:gmatch("[^/]+") do
     n = n + 1
     parts[n] = seg:find("%", 1, true) and unescape(seg) or seg
@@ -278,11 +280,14 @@ end
 -- differs) the sorted list of methods that would match.
 function App:find(method, rawpath)
   local parts, n = split_path(rawpath)
-  local vals = {}
+  local vals = scratch_vals
   local route, nv, fallback = walk(self:_tree(), parts, 1, n, vals, 0, method)
   if route then
     local params = {}
-    for k = 1, nv do params[route.names[k]] = vals[k] end
+    if nv > 0 then
+      local names = route.names
+      for k = 1, nv do params[names[k]] = vals[k] end
+    end
     return route, params
   end
   if fallback and fallback.methods then
@@ -395,7 +400,7 @@ end
 -- Answers an HTTP error raised by the app (weft.error, req:json on bad JSON, ...).
 local function send_http_error(req, res, e)
   res._status = e.status
-  res._h, res._order = {}, {}
+  res._hl, res._multi = {}, false
   local accept = req:header("accept") or ""
   if e.details ~= nil or accept:find("json", 1, true) then
     return res:json { error = e.message, details = e.details }

@@ -223,7 +223,7 @@ Response.__index = Response
 Response.__name = "weft.Response"
 
 function http.response(port, req)
-  return setmetatable({ _port = port, _req = req, _status = 200, _h = {}, _order = {},
+  return setmetatable({ _port = port, _req = req, _status = 200, _hl = {}, _multi = false,
                         sent = false, streaming = false, bytes = 0 }, Response)
 end
 
@@ -235,37 +235,64 @@ function Response:status(code)
   return self
 end
 
+-- Headers live in one flat list {name1, value1, name2, value2, ...} that goes to the core
+-- as it is (no table is built per response unless a header has several values).
+
+-- The index of header `name` in list hl (case-insensitive), or nil.
+local function find_header(hl, name)
+  local key
+  for i = 1, #hl, 2 do
+    local n = hl[i]
+    if n == name then return i end
+    key = key or name:lower()
+    if n:lower() == key then return i end
+  end
+end
+
 --- Sets header `name` to value (a string, a number, or an array of values for repeated lines);
 -- nil removes it. Returns the response for chaining.
 function Response:header(name, value)
   if type(name) ~= "string" then error("header name must be a string", 2) end
-  local key = name:lower()
-  if self._h[key] == nil then self._order[#self._order + 1] = key end
-  self._h[key] = value ~= nil and { name, value } or false
+  local hl = self._hl
+  local i = find_header(hl, name)
+  if value == nil then
+    if i then
+      table.remove(hl, i)
+      table.remove(hl, i)
+    end
+    return self
+  end
+  if type(value) == "table" then
+    self._multi = true
+  elseif type(value) ~= "string" then
+    value = tostring(value)
+  end
+  i = i or #hl + 1
+  hl[i], hl[i + 1] = name, value
   return self
 end
 
 --- The value set for header `name`, or nil.
 function Response:get_header(name)
-  local e = self._h[name:lower()]
-  return e and e[2] or nil
+  local hl = self._hl
+  local i = find_header(hl, name)
+  return i and hl[i + 1] or nil
 end
 
 function Response:_flat()
+  local hl = self._hl
+  if not self._multi then return hl end
   local flat, n = {}, 0
-  for _, key in ipairs(self._order) do
-    local e = self._h[key]
-    if e then
-      local v = e[2]
-      if type(v) == "table" then
-        for _, one in ipairs(v) do
-          flat[n + 1], flat[n + 2] = e[1], tostring(one)
-          n = n + 2
-        end
-      else
-        flat[n + 1], flat[n + 2] = e[1], tostring(v)
+  for i = 1, #hl, 2 do
+    local v = hl[i + 1]
+    if type(v) == "table" then
+      for _, one in ipairs(v) do
+        flat[n + 1], flat[n + 2] = hl[i], tostring(one)
         n = n + 2
       end
+    else
+      flat[n + 1], flat[n + 2] = hl[i], v
+      n = n + 2
     end
   end
   return flat
@@ -283,7 +310,7 @@ function Response:send(body)
     if type(body) == "table" then return self:json(body) end
     body = tostring(body)
   end
-  if body and body ~= "" and not self._h["content-type"] then
+  if body and body ~= "" and not find_header(self._hl, "Content-Type") then
     self:header("Content-Type", body:find("^%s*<") and "text/html; charset=utf-8"
       or "text/plain; charset=utf-8")
   end
@@ -291,7 +318,7 @@ function Response:send(body)
   self.sent = true
   self.bytes = #body
   local status = self._status
-  if status == 200 and #body > 0 and not self._h["etag"] then
+  if status == 200 and #body > 0 and not find_header(self._hl, "ETag") then
     local method = self._req.method
     if method == "GET" or method == "HEAD" then
       local etag = ('W/"%x-%s"'):format(#body, core.hash(body))
@@ -321,7 +348,9 @@ function Response:json(value)
   check_unsent(self)
   local body, err = cjson.encode(value)
   if not body then error("res:json: cannot encode value: " .. tostring(err), 2) end
-  if not self._h["content-type"] then self:header("Content-Type", "application/json") end
+  if not find_header(self._hl, "Content-Type") then
+    self:header("Content-Type", "application/json")
+  end
   return self:send(body)
 end
 
