@@ -34,6 +34,7 @@ build = {
          ["weft.app"] = "lua/weft/app.lua",
          ["weft.cli"] = "lua/weft/cli.lua",
          ["weft.context"] = "lua/weft/context.lua",
+         ["weft.di"] = "lua/weft/di.lua",
          ["weft.errors"] = "lua/weft/errors.lua",
          ["weft.http"] = "lua/weft/http.lua",
          ["weft"] = "lua/weft/init.lua",

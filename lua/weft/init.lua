@@ -55,5 +55,6 @@ function weft.trace()
 end
 
 weft.log = require "weft.log"
+weft.di = require "weft.di"
 
 return weft

@@ -140,4 +140,39 @@ for _, m in ipairs { "get", "post", "put", "patch", "delete", "head", "options" 
   Client[m] = function(self, target, opts) return self:request(m, target, opts) end
 end
 
+-- Runs fn(...) and returns its results: directly inside a task; outside one (a busted `it`), in
+-- a task of its own, driving the loop until it has finished (like Client:request).
+local function in_task(fn, ...)
+  if core.current() then return fn(...) end
+  local args = table.pack(...)
+  local out
+  core.spawn(function()
+    out = table.pack(pcall(fn, table.unpack(args, 1, args.n)))
+    core.stop()
+  end)
+  core.run()
+  if not out then error("the function did not finish", 3) end
+  if not out[1] then error(out[2], 0) end
+  return table.unpack(out, 2, out.n)
+end
+
+--- The component `name` of a weft.di container, like tegg's app.getEggObject: a singleton
+-- (created if needed, its init allowed to suspend), a new transient, or for a context
+-- component the current scope's instance — or, outside any scope, its proxy (usable inside
+-- test.with_scope). Works from a busted `it` and from inside tasks.
+function test.component(container, name)
+  local info = container:info(name)
+  if info and info.scope == "context" and not container:in_scope() then
+    return container:proxy(name)
+  end
+  return in_task(container.get, container, name)
+end
+
+--- Runs fn(...) inside a fresh request scope of a weft.di container (like tegg's
+-- mockModuleContextScope) and returns its results; the scope's context instances are destroyed
+-- when fn returns or raises. Works from a busted `it` and from inside tasks.
+function test.with_scope(container, fn, ...)
+  return in_task(container.run_scope, container, fn, ...)
+end
+
 return test
