@@ -131,6 +131,15 @@ local singleton_slow, context_slow, new_transient
 -- container, or nil for nobody).
 local function build(c, comp, scope, owner)
   local inst = setmetatable({}, comp.mt)
+  if comp.scope == "singleton" then
+    -- a singleton is built once: give it its methods as its own fields, so that a call is one
+    -- table read, as on a plain Lua module (not a read through the metatable to the class)
+    for k, v in pairs(comp.decl) do
+      if type(v) == "function" and not RESERVED[k] and not (type(k) == "string" and k:find("^__")) then
+        inst[k] = v
+      end
+    end
+  end
   local deps = comp.deps
   for i = 1, #deps do
     local d = deps[i]
