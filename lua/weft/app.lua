@@ -228,10 +228,17 @@ local unescape = http.unescape
 -- never yields, so nothing else can be using it).
 local scratch_parts, scratch_vals = {}, {}
 local function split_path(rawpath)
-  local parts, n = scratch_parts, 0
-  for seg in rawpath:gmatch("[^/]+") do
+  -- string.find rather than gmatch: gmatch allocates its matcher state (over 500 bytes)
+  -- on every call, find keeps it on the C stack
+  local parts, n, i = scratch_parts, 0, 1
+  local find, sub = string.find, string.sub
+  while true do
+    local s, e = find(rawpath, "[^/]+", i)
+    if not s then break end
+    local seg = sub(rawpath, s, e)
     n = n + 1
-    parts[n] = seg:find("%", 1, true) and unescape(seg) or seg
+    parts[n] = find(seg, "%", 1, true) and unescape(seg) or seg
+    i = e + 1
   end
   return parts, n
 end
@@ -435,7 +442,7 @@ local function handle_in_context(app, req, res, port)
     res:finish()
   elseif not res.sent then
     local body = res._pending
-    if body == nil then
+    if not body then
       not_found(res)
     elseif type(body) == "table" then
       res:json(body)

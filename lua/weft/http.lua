@@ -164,6 +164,7 @@ function http.request(port)
   local target = port:target()
   local qpos = target:find("?", 1, true)
   local rawpath = qpos and target:sub(1, qpos - 1) or target
+  -- id, res and route are set later: naming them here sizes the table once, for all of them
   local req = setmetatable({
     _port = port,
     method = port:method(),
@@ -172,6 +173,9 @@ function http.request(port)
     path = rawpath:find("%", 1, true) and http.unescape(rawpath) or rawpath,
     querystring = qpos and target:sub(qpos + 1) or "",
     params = {},
+    id = false,
+    res = false,
+    route = false,
   }, Request)
   req.id = sane_request_id(port:header("x-request-id")) or new_request_id()
   return req
@@ -223,8 +227,10 @@ Response.__index = Response
 Response.__name = "weft.Response"
 
 function http.response(port, req)
-  return setmetatable({ _port = port, _req = req, _status = 200, _hl = {}, _multi = false,
-                        sent = false, streaming = false, bytes = 0 }, Response)
+  -- _hl starts with room for two headers (Content-Type and ETag, the usual ones)
+  return setmetatable({ _port = port, _req = req, _status = 200, _hl = { nil, nil, nil, nil },
+                        _multi = false, sent = false, streaming = false, bytes = 0,
+                        _pending = false }, Response)
 end
 
 --- Sets the status code; returns the response for chaining.
