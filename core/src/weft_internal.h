@@ -38,15 +38,6 @@ struct weft_loop {
   size_t date_len;
 };
 
-/* Runs cb(data) with `frame` installed as current, then restores the previous frame. The
- * callee's own changes to the current frame (enterWith in a callback) end with it. */
-static inline void weft__ctx_call_in(weft_loop_t *loop, weft_frame_t *frame,
-                                     void (*cb)(void *), void *data) {
-  weft_frame_t *prev = weft_ctx_swap(loop, weft_frame_retain(frame));
-  cb(data);
-  weft_frame_release(weft_ctx_swap(loop, prev));
-}
-
 /* ---- HTTP/1.1 server ---- */
 
 typedef struct weft__conn weft__conn_t;
