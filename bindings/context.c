@@ -149,6 +149,18 @@ static void store_free(void *value, void *ud) {
 
 static weft_als_t *check_als(lua_State *L) { return luaL_checkudata(L, 1, WEFT_ALS_MT); }
 
+/* check_als for the hot path: the metatable is compared with upvalue 2 instead of being looked
+ * up by name in the registry; anything else gets check_als's error */
+static weft_als_t *fast_als(lua_State *L) {
+  weft_als_t *a = lua_touserdata(L, 1);
+  if (a != NULL && lua_getmetatable(L, 1)) {
+    int ok = lua_rawequal(L, -1, lua_upvalueindex(2));
+    lua_pop(L, 1);
+    if (ok) return a;
+  }
+  return check_als(L);
+}
+
 static int als_new(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
   /* accepts AsyncLocalStorage.new(opts) and AsyncLocalStorage:new(opts) */
@@ -199,7 +211,7 @@ static int als_name(lua_State *L) {
 
 static int als_getStore(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
-  weft_als_t *a = check_als(L);
+  weft_als_t *a = fast_als(L);
   void *v;
   if (a->disabled) {
     lua_pushnil(L);
@@ -494,7 +506,6 @@ void weft_b_open_context(lua_State *L, weft_state_t *st) {
   int is_new = luaL_newmetatable(L, WEFT_ALS_MT);
   (void)is_new;
   static const luaL_Reg methods[] = {{"exitScope", als_exitScope},
-                                     {"getStore", als_getStore},
                                      {"enterWith", als_enterWith},
                                      {"withScope", als_withScope},
                                      {"disable", als_disable},
@@ -502,6 +513,10 @@ void weft_b_open_context(lua_State *L, weft_state_t *st) {
                                      {NULL, NULL}};
   lua_newtable(L);
   weft_b_setfuncs(L, st, methods);
+  lua_pushlightuserdata(L, st); /* getStore: upvalues state and the metatable (fast_als) */
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, als_getStore, 2);
+  lua_setfield(L, -2, "getStore");
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, als_gc);
   lua_setfield(L, -2, "__gc");
