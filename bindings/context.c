@@ -116,6 +116,17 @@ static int scope_gc(lua_State *L) {
   return 0;
 }
 
+/* scope_new for ALS methods, whose upvalue 3 is the scope metatable (no lookup by name) */
+static weft_scope_t *scope_new_fast(lua_State *L, weft_state_t *st) {
+  weft_scope_t *s = lua_newuserdatauv(L, sizeof(*s), 0);
+  s->st = st;
+  s->prev = NULL;
+  s->armed = 0;
+  lua_pushvalue(L, lua_upvalueindex(3));
+  lua_setmetatable(L, -2);
+  return s;
+}
+
 static weft_scope_t *scope_new(lua_State *L, weft_state_t *st) {
   weft_scope_t *s = lua_newuserdatauv(L, sizeof(*s), 0);
   s->st = st;
@@ -230,7 +241,7 @@ static int als_getStore(lua_State *L) {
 
 static int als_enterWith(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
-  weft_als_t *a = check_als(L);
+  weft_als_t *a = fast_als(L);
   luaL_checkany(L, 2);
   if (st->ndead) weft_b_drain(L, st);
   void *v = store_ref(L, 2);
@@ -242,10 +253,10 @@ static int als_enterWith(lua_State *L) {
 
 static int als_withScope(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
-  weft_als_t *a = check_als(L);
+  weft_als_t *a = fast_als(L);
   luaL_checkany(L, 2);
   if (st->ndead) weft_b_drain(L, st);
-  weft_scope_t *s = scope_new(L, st);
+  weft_scope_t *s = scope_new_fast(L, st);
   void *v = store_ref(L, 2);
   a->disabled = 0;
   s->prev = weft_ctx_swap(st->loop, weft_frame_with(weft_ctx_current(st->loop), a->key, v));
@@ -256,8 +267,8 @@ static int als_withScope(lua_State *L) {
 /* exitScope() -> a scope in which this instance has no store (the core of exit) */
 static int als_exitScope(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
-  weft_als_t *a = check_als(L);
-  weft_scope_t *s = scope_new(L, st);
+  weft_als_t *a = fast_als(L);
+  weft_scope_t *s = scope_new_fast(L, st);
   s->prev = weft_ctx_swap(st->loop, weft_frame_with(weft_ctx_current(st->loop), a->key, NULL));
   s->armed = 1;
   return 1;
@@ -506,17 +517,18 @@ void weft_b_open_context(lua_State *L, weft_state_t *st) {
   int is_new = luaL_newmetatable(L, WEFT_ALS_MT);
   (void)is_new;
   static const luaL_Reg methods[] = {{"exitScope", als_exitScope},
+                                     {"getStore", als_getStore},
                                      {"enterWith", als_enterWith},
                                      {"withScope", als_withScope},
                                      {"disable", als_disable},
                                      {"name", als_name},
                                      {NULL, NULL}};
+  /* methods' upvalues: the state, this metatable (fast_als) and the scope metatable */
   lua_newtable(L);
-  weft_b_setfuncs(L, st, methods);
-  lua_pushlightuserdata(L, st); /* getStore: upvalues state and the metatable (fast_als) */
+  lua_pushlightuserdata(L, st);
   lua_pushvalue(L, -3);
-  lua_pushcclosure(L, als_getStore, 2);
-  lua_setfield(L, -2, "getStore");
+  luaL_getmetatable(L, WEFT_SCOPE_MT);
+  luaL_setfuncs(L, methods, 3);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, als_gc);
   lua_setfield(L, -2, "__gc");
