@@ -145,18 +145,21 @@ local function join_fns(before, fns)
   return out
 end
 
--- Adds every route of router r under prefix, wrapped in the middleware inherited so far.
-local function flatten(root, r, prefix, inherited)
+local function prefix_matches(path, prefix)
+  return path == prefix or path:sub(1, #prefix + 1) == prefix .. "/"
+end
+
+-- Adds every route of router r under prefix, wrapped in the middleware inherited so far and,
+-- unless own_mw is false (an app's own middleware wraps its whole chain instead), r's own.
+local function flatten(root, r, prefix, inherited, own_mw)
   local before = {}
   for _, f in ipairs(inherited) do before[#before + 1] = f end
-  if r._is_router then
+  if own_mw ~= false then
     for _, mw in ipairs(r._middleware) do
       if mw.prefix then
-        local p, fn = mw.prefix, mw.fn
+        local full, fn = prefix .. mw.prefix, mw.fn
         before[#before + 1] = function(req, res, next)
-          local path = req.path
-          local full = prefix .. p
-          if path == full or path:sub(1, #full + 1) == full .. "/" then return fn(req, res, next) end
+          if prefix_matches(req.path, full) then return fn(req, res, next) end
           return next()
         end
       else
@@ -250,8 +253,6 @@ local App = setmetatable({}, { __index = Router })
 App.__index = App
 App.__name = "weft.App"
 
-Router._is_router = true
-
 --- A new application. opts: { body_limit = bytes (default 1 MiB), access_log = boolean,
 -- limits = { server limits used by app:listen: header_timeout, body_timeout, ... } }.
 function app_mod.new(opts)
@@ -271,12 +272,7 @@ end
 function App:_tree()
   if self._tree_gen ~= generation then
     local root = new_node()
-    -- app-level middleware wraps the whole chain, not each route: flatten only routes
-    local saved = self._middleware
-    self._middleware = {}
-    local ok, err = pcall(flatten, root, self, "", {})
-    self._middleware = saved
-    if not ok then error(err, 0) end
+    flatten(root, self, "", {}, false)
     self._root = root
     self._tree_gen = generation
   end
@@ -361,10 +357,6 @@ local function endpoint(app, req, res)
     return res:send("Method Not Allowed")
   end
   return not_found(res)
-end
-
-local function prefix_matches(path, prefix)
-  return path == prefix or path:sub(1, #prefix + 1) == prefix .. "/"
 end
 
 -- Runs the app's middleware chain, then the matching route.
