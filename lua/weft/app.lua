@@ -279,20 +279,24 @@ function App:_tree()
   return self._root
 end
 
---- Finds the route for method and path: the route, its params, and (when only the method
--- differs) the sorted list of methods that would match.
-function App:find(method, rawpath)
+-- The route for method and raw path, and the number of param values left in scratch_vals; else
+-- nil, nil and the node that matched the path with other methods.
+local function match(app, method, rawpath)
+  local root = app._tree_gen == generation and app._root or app:_tree()
+  if rawpath == "/" then return walk(root, scratch_parts, 1, 0, scratch_vals, 0, method) end
   local parts, n = split_path(rawpath)
-  local vals = scratch_vals
-  local route, nv, fallback = walk(self:_tree(), parts, 1, n, vals, 0, method)
-  if route then
-    local params = {}
-    if nv > 0 then
-      local names = route.names
-      for k = 1, nv do params[names[k]] = vals[k] end
-    end
-    return route, params
-  end
+  return walk(root, parts, 1, n, scratch_vals, 0, method)
+end
+
+-- Fills params from the values match left in scratch_vals.
+local function fill_params(params, route, nv)
+  local names, vals = route.names, scratch_vals
+  for k = 1, nv do params[names[k]] = vals[k] end
+  return params
+end
+
+-- The sorted methods that the node matched by the path answers (HEAD wherever GET is).
+local function allowed_methods(fallback)
   if fallback and fallback.methods then
     local allowed, seen = {}, {}
     for m in pairs(fallback.methods) do
@@ -303,8 +307,17 @@ function App:find(method, rawpath)
     end
     if seen.GET and not seen.HEAD then allowed[#allowed + 1] = "HEAD" end
     table.sort(allowed)
-    return nil, nil, allowed
+    return allowed
   end
+end
+
+--- Finds the route for method and path: the route, its params, and (when only the method
+-- differs) the sorted list of methods that would match.
+function App:find(method, rawpath)
+  local route, nv, fallback = match(self, method, rawpath)
+  if route then return route, fill_params({}, route, nv) end
+  local allowed = allowed_methods(fallback)
+  if allowed then return nil, nil, allowed end
 end
 
 -- Takes a handler's return value: body, or status, body[, headers]. The body is sent when the
@@ -346,12 +359,13 @@ end
 
 -- The end of the chain: the matching route, else 405 (path known, method not) or 404.
 local function endpoint(app, req, res)
-  local route, params, allowed = app:find(req.method, req.rawpath)
+  local route, nv, fallback = match(app, req.method, req.rawpath)
   if route then
-    req.params = params
+    if nv > 0 then fill_params(req.params, route, nv) end
     req.route = route.pattern
     return run_route(route, req, res)
   end
+  local allowed = allowed_methods(fallback)
   if allowed then
     res:status(405):header("Allow", table.concat(allowed, ", "))
     return res:send("Method Not Allowed")
@@ -409,7 +423,7 @@ end
 
 -- Runs the app for one request inside its context; answers the status of an HTTP error, 500
 -- for any other error, 404 if nothing answered, and finishes a stream left open.
-local function handle_in_context(app, req, res, port)
+local function handle_in_context(app, req, res, port, start_ns)
   local ok, e = xpcall(app._handle, on_handler_error, app, req, res)
   if not ok then
     local err = e.err
@@ -445,7 +459,7 @@ local function handle_in_context(app, req, res, port)
   if app.access_log then
     log.info("access", {
       method = req.method, path = req.path, status = res._status, bytes = res.bytes,
-      duration_ms = math.floor((core.hrtime() - req.start_ns) / 1e4 + 0.5) / 100,
+      duration_ms = math.floor((core.hrtime() - start_ns) / 1e4 + 0.5) / 100,
     })
   end
 end
@@ -453,13 +467,20 @@ end
 local request_als = context.request_als
 
 --- Handles one request on `port` in the current task: builds req/res and runs the app inside a
--- context holding the request (and its trace).
-function App:dispatch(port)
+-- context holding the request (and its trace). own_task: the caller is the request's own task
+-- (the server's), which ends with the request: the request is entered for the rest of the task
+-- (enterWith) rather than in a scope that must be unwound (run), which saves a scope object
+-- and its finaliser on every request.
+function App:dispatch(port, own_task)
   local req = http.request(port)
   local res = http.response(port, req)
   req.res = res
-  if self.access_log then req.start_ns = core.hrtime() end
-  return request_als:run(req, handle_in_context, self, req, res, port)
+  local start_ns = self.access_log and core.hrtime()
+  if own_task then
+    request_als:enterWith(req)
+    return handle_in_context(self, req, res, port, start_ns)
+  end
+  return request_als:run(req, handle_in_context, self, req, res, port, start_ns)
 end
 
 --- Starts serving: opts { host = "127.0.0.1", port = 8080 (0: any free port), and limits:
@@ -476,7 +497,7 @@ function App:listen(opts)
     if cfg[k] == nil then cfg[k] = v end
   end
   self:_tree() -- a bad route fails now, not on the first request
-  return core.listen(cfg, function(port) return self:dispatch(port) end)
+  return core.listen(cfg, function(port) return self:dispatch(port, true) end)
 end
 
 return app_mod

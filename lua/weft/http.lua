@@ -59,15 +59,9 @@ local STATUS_TEXT = {
 }
 http.STATUS_TEXT = STATUS_TEXT
 
--- request ids: a random per-process prefix and a counter (unique in the process, and across
--- processes with overwhelming probability); an incoming x-request-id is kept when it is sane
-local id_prefix = string.format("%08x-", math.random(0, 0x7fffffff))
-local id_counter = 0
-
-local function new_request_id()
-  id_counter = id_counter + 1
-  return id_prefix .. id_counter
-end
+-- request ids: a random per-process prefix and a counter, made in C (unique in the process, and
+-- across processes with overwhelming probability); an incoming x-request-id is kept when sane
+local new_request_id = core.request_id
 
 local function sane_request_id(v)
   return v and #v > 0 and #v <= 128 and not v:find("[^%w%-%._:/+=@]") and v or nil
@@ -87,6 +81,12 @@ end
 
 function lazy.query(req)
   return http.parse_query(req.querystring)
+end
+
+function lazy.querystring(req)
+  local target = req.target
+  local qpos = target:find("?", 1, true)
+  return qpos and target:sub(qpos + 1) or ""
 end
 
 function lazy.remote_addr(req)
@@ -148,6 +148,10 @@ function lazy.cookies(req)
   return parse_cookies(req._port:header("cookie"))
 end
 
+local find, sub = string.find, string.sub
+
+-- nine fields (the hash part gets sixteen slots, room for the lazy ones and the app's own); the
+-- query string, headers, cookies, trace and remote address are made when first asked for
 Request.__index = function(req, k)
   local m = Request[k]
   if m ~= nil then return m end
@@ -162,16 +166,15 @@ end
 --- Builds the request object for a port.
 function http.request(port)
   local target = port:target()
-  local qpos = target:find("?", 1, true)
-  local rawpath = qpos and target:sub(1, qpos - 1) or target
+  local qpos = find(target, "?", 1, true)
+  local rawpath = qpos and sub(target, 1, qpos - 1) or target
   -- id, res and route are set later: naming them here sizes the table once, for all of them
   local req = setmetatable({
     _port = port,
     method = port:method(),
     target = target,
     rawpath = rawpath,
-    path = rawpath:find("%", 1, true) and http.unescape(rawpath) or rawpath,
-    querystring = qpos and target:sub(qpos + 1) or "",
+    path = find(rawpath, "%", 1, true) and http.unescape(rawpath) or rawpath,
     params = {},
     id = false,
     res = false,
@@ -225,12 +228,17 @@ end
 local Response = {}
 Response.__index = Response
 Response.__name = "weft.Response"
+-- defaults read through the metatable until set: six fields on the instance give its hash part
+-- eight slots, room for _pending (a returned body) and streaming without a resize
+Response._multi = false -- true once a header has several values
+Response._pending = false
+Response.streaming = false
 
 function http.response(port, req)
-  -- _hl starts with room for two headers (Content-Type and ETag, the usual ones)
+  -- eight fields: the table's hash part is sized once, at eight slots; _hl starts with room for
+  -- two headers (Content-Type and ETag, the usual ones)
   return setmetatable({ _port = port, _req = req, _status = 200, _hl = { nil, nil, nil, nil },
-                        _multi = false, sent = false, streaming = false, bytes = 0,
-                        _pending = false }, Response)
+                        sent = false, bytes = 0 }, Response)
 end
 
 --- Sets the status code; returns the response for chaining.
@@ -244,14 +252,26 @@ end
 -- Headers live in one flat list {name1, value1, name2, value2, ...} that goes to the core
 -- as it is (no table is built per response unless a header has several values).
 
+-- Lower-case forms of header names, memoised: string.lower makes a new string on every call,
+-- and a response compares names several times. Names come from code, a small set; the cache
+-- starts over if it ever gets large, so names built from input cannot grow it without bound.
+local lower_cache, lower_count = {}, 0
+local function lower(name)
+  if lower_count >= 512 then lower_cache, lower_count = {}, 0 end
+  local l = name:lower()
+  lower_cache[name] = l
+  lower_count = lower_count + 1
+  return l
+end
+
 -- The index of header `name` in list hl (case-insensitive), or nil.
 local function find_header(hl, name)
   local key
   for i = 1, #hl, 2 do
     local n = hl[i]
     if n == name then return i end
-    key = key or name:lower()
-    if n:lower() == key then return i end
+    key = key or lower_cache[name] or lower(name)
+    if (lower_cache[n] or lower(n)) == key then return i end
   end
 end
 
@@ -308,34 +328,57 @@ local function check_unsent(self)
   if self.sent then error("the response has already been sent", 3) end
 end
 
+local byte = string.byte
+local core_etag = core.etag
+
+-- true when body starts with "<" after optional white space
+local function looks_like_html(body)
+  local b = byte(body, 1)
+  if b == 60 then return true end
+  if b == 32 or b == 9 or b == 10 or b == 13 then return find(body, "^%s*<") ~= nil end
+  return false
+end
+
 --- Sends the whole response with body (a string; nil for none). A string body without a
 -- Content-Type gets text/html when it starts with "<", else text/plain (Koa's rule).
+-- A buffered 200 answer to GET or HEAD gets a weak ETag, and 304 when If-None-Match has it.
 function Response:send(body)
-  check_unsent(self)
-  if body ~= nil and type(body) ~= "string" then
-    if type(body) == "table" then return self:json(body) end
-    body = tostring(body)
+  if self.sent then error("the response has already been sent", 2) end
+  if type(body) ~= "string" then
+    if body == nil then
+      body = ""
+    elseif type(body) == "table" then
+      return self:json(body)
+    else
+      body = tostring(body)
+    end
   end
-  if body and body ~= "" and not find_header(self._hl, "Content-Type") then
-    self:header("Content-Type", body:find("^%s*<") and "text/html; charset=utf-8"
-      or "text/plain; charset=utf-8")
+  -- the common case (no headers set yet) appends to the list without searching it
+  local hl = self._hl
+  local len = #body
+  if len > 0 and not find_header(hl, "Content-Type") then
+    local n = #hl
+    hl[n + 1] = "Content-Type"
+    hl[n + 2] = looks_like_html(body) and "text/html; charset=utf-8" or "text/plain; charset=utf-8"
   end
-  body = body or ""
   self.sent = true
-  self.bytes = #body
+  self.bytes = len
   local status = self._status
-  if status == 200 and #body > 0 and not find_header(self._hl, "ETag") then
-    local method = self._req.method
-    if method == "GET" or method == "HEAD" then
-      local etag = ('W/"%x-%s"'):format(#body, core.hash(body))
-      self:header("ETag", etag)
-      if http.etag_matches(self._req:header("if-none-match"), etag) then
+  if status == 200 and len > 0 then
+    local req = self._req
+    local method = req.method
+    if (method == "GET" or method == "HEAD") and not find_header(hl, "ETag") then
+      local etag = core_etag(body)
+      local n = #hl
+      hl[n + 1], hl[n + 2] = "ETag", etag
+      local inm = req._port:header("if-none-match")
+      if inm and http.etag_matches(inm, etag) then
         self._status, self.bytes = 304, 0
-        return self._port:send(304, self:_flat(), "")
+        return self._port:send(304, self._multi and self:_flat() or hl, "")
       end
     end
   end
-  return self._port:send(status, self:_flat(), body)
+  return self._port:send(status, self._multi and self:_flat() or hl, body)
 end
 
 --- True when an If-None-Match value lists etag (weak comparison) or is "*".
