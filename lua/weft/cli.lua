@@ -13,6 +13,8 @@ options:
   --port N       port to listen on (default 8080; 0 picks a free port)
   --workers N    processes sharing the port (only 1 is built so far)
   --no-access-log  do not log a line per request (on by default)
+  --no-gc-tuning   keep Lua's collector settings (by default the command calls
+                 weft.tune_gc() once the app is loaded)
   --help         show this help
   --version      show the version
 
@@ -39,6 +41,8 @@ function cli.parse(argv)
       o.version = true
     elseif name == "no-access-log" then
       o.access_log = false
+    elseif name == "no-gc-tuning" then
+      o.gc_tuning = false
     elseif name == "host" or name == "port" or name == "workers" then
       local v = inline
       if v == nil then
@@ -105,6 +109,7 @@ function cli.main(argv)
   -- the access log is on in the CLI unless the app or the command line says otherwise
   if app.access_log == nil then app.access_log = o.access_log ~= false end
   if o.access_log == false then app.access_log = false end
+  if o.gc_tuning ~= false then weft.tune_gc() end
   local server, serr = app:listen { host = o.host, port = o.port }
   if not server then return fail("cannot listen: " .. tostring(serr)) end
   local host, port = server:address()

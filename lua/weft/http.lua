@@ -235,7 +235,7 @@ Response._pending = false
 Response.streaming = false
 
 function http.response(port, req)
-  -- eight fields: the table's hash part is sized once, at eight slots; _hl starts with room for
+  -- six fields (see above); _hl starts with room for
   -- two headers (Content-Type and ETag, the usual ones)
   return setmetatable({ _port = port, _req = req, _status = 200, _hl = { nil, nil, nil, nil },
                         sent = false, bytes = 0 }, Response)

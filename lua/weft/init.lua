@@ -54,6 +54,23 @@ function weft.trace()
   return context.trace()
 end
 
+--- Sets Lua's collector for a server, given the heap it has now (call it once the app is
+-- loaded; the `weft` command does): generational, with a minor collection every `young_kb`
+-- KiB of allocation (default 256), as a share of the heap between 1% and 50%.
+-- Why: a request's garbage dies young. Lua's own default (a minor collection every 20% of the
+-- heap) lets a 24 MiB app pile up ~5 MiB of garbage between collections, out of cache, and
+-- each collection then stalls for milliseconds; the incremental collector re-marks the whole
+-- heap every cycle. A fixed, cache-sized step keeps the cost per request flat in the size of
+-- the app. Returns the minor multiplier chosen (percent).
+function weft.tune_gc(young_kb)
+  young_kb = young_kb or 256
+  collectgarbage("collect")
+  local heap_kb = collectgarbage("count")
+  local minor = math.max(1, math.min(50, math.floor(young_kb * 100 / heap_kb)))
+  collectgarbage("generational", minor, 100)
+  return minor
+end
+
 weft.log = require "weft.log"
 weft.di = require "weft.di"
 
