@@ -26,7 +26,15 @@ typedef struct weft_scope {
   weft_state_t *st;
   weft_frame_t *prev; /* the frame to restore; owned while armed */
   int armed;
+  int pooled; /* made for run/exit/bind, which never let it escape: reused once closed */
 } weft_scope_t;
+
+/* Scopes of the internal run/exit/bind wrappers never escape them, so once closed they go back
+ * to a pool for the next call: a new userdata with a finaliser costs an allocation, a move to
+ * the collector's finaliser list and, later, a finaliser call, about a third of a `run`.
+ * A scope taken from the pool is removed from it, so one that is never closed (its coroutine
+ * was abandoned inside a run) is still collected, and its finaliser releases its frame. */
+#define SCOPE_POOL_MAX 64
 
 /* ---- frame boxes ---- */
 
@@ -97,10 +105,16 @@ int weft_b_resume(weft_state_t *st, lua_State *co, weft_slot_t *s, lua_State *fr
 
 static int scope_close(lua_State *L) {
   weft_scope_t *s = lua_touserdata(L, 1);
-  if (s->armed) {
-    s->armed = 0;
-    weft_frame_release(weft_ctx_swap(s->st->loop, s->prev));
-    s->prev = NULL;
+  if (!s->armed) return 0;
+  s->armed = 0;
+  weft_frame_release(weft_ctx_swap(s->st->loop, s->prev));
+  s->prev = NULL;
+  weft_state_t *st = s->st;
+  if (s->pooled && st->nscope_pool < SCOPE_POOL_MAX && st->scope_pool_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->scope_pool_ref);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, ++st->nscope_pool);
+    lua_pop(L, 1);
   }
   return 0;
 }
@@ -122,6 +136,7 @@ static weft_scope_t *scope_new_fast(lua_State *L, weft_state_t *st) {
   s->st = st;
   s->prev = NULL;
   s->armed = 0;
+  s->pooled = 0;
   lua_pushvalue(L, lua_upvalueindex(3));
   lua_setmetatable(L, -2);
   return s;
@@ -132,7 +147,24 @@ static weft_scope_t *scope_new(lua_State *L, weft_state_t *st) {
   s->st = st;
   s->prev = NULL;
   s->armed = 0;
+  s->pooled = 0;
   luaL_setmetatable(L, WEFT_SCOPE_MT);
+  return s;
+}
+
+/* A disarmed scope for run/exit/bind, from the pool or new; pushed. `fast`: the caller is an
+ * ALS method (its upvalue 3 is the scope metatable). */
+static weft_scope_t *scope_take(lua_State *L, weft_state_t *st, int fast) {
+  if (st->nscope_pool > 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->scope_pool_ref);
+    lua_rawgeti(L, -1, st->nscope_pool);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, st->nscope_pool--);
+    lua_remove(L, -2);
+    return lua_touserdata(L, -1);
+  }
+  weft_scope_t *s = fast ? scope_new_fast(L, st) : scope_new(L, st);
+  s->pooled = 1;
   return s;
 }
 
@@ -251,12 +283,12 @@ static int als_enterWith(lua_State *L) {
   return 0;
 }
 
-static int als_withScope(lua_State *L) {
+static int with_scope(lua_State *L, int pooled) {
   weft_state_t *st = weft_b_state(L);
   weft_als_t *a = fast_als(L);
   luaL_checkany(L, 2);
   if (st->ndead) weft_b_drain(L, st);
-  weft_scope_t *s = scope_new_fast(L, st);
+  weft_scope_t *s = pooled ? scope_take(L, st, 1) : scope_new_fast(L, st);
   void *v = store_ref(L, 2);
   a->disabled = 0;
   s->prev = weft_ctx_swap(st->loop, weft_frame_with(weft_ctx_current(st->loop), a->key, v));
@@ -264,11 +296,17 @@ static int als_withScope(lua_State *L) {
   return 1;
 }
 
-/* exitScope() -> a scope in which this instance has no store (the core of exit) */
+/* withScope(store) -> a scope (the user's: it may be kept, so it is never reused) */
+static int als_withScope(lua_State *L) { return with_scope(L, 0); }
+
+/* runScope(store) -> a pooled scope: the core of run, which never lets it escape */
+static int als_runScope(lua_State *L) { return with_scope(L, 1); }
+
+/* exitScope() -> a pooled scope in which this instance has no store (the core of exit) */
 static int als_exitScope(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
   weft_als_t *a = fast_als(L);
-  weft_scope_t *s = scope_new_fast(L, st);
+  weft_scope_t *s = scope_take(L, st, 1);
   s->prev = weft_ctx_swap(st->loop, weft_frame_with(weft_ctx_current(st->loop), a->key, NULL));
   s->armed = 1;
   return 1;
@@ -285,7 +323,7 @@ static int l_capture(lua_State *L) {
 static int l_enter_frame(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
   weft_frame_t *f = weft_b_check_framebox(L, 1);
-  weft_scope_t *s = scope_new(L, st);
+  weft_scope_t *s = scope_take(L, st, 0);
   s->prev = weft_ctx_swap(st->loop, weft_frame_retain(f));
   s->armed = 1;
   return 1;
@@ -461,10 +499,12 @@ static int ctx_live_frames(lua_State *L) {
 
 static const char als_lua[] =
     "local class, methods = ...\n"
-    "local withScope, exitScope = methods.withScope, methods.exitScope\n"
+    "local runScope, exitScope = methods.runScope, methods.exitScope\n"
     "local capture, enterFrame = class.capture, class.enterFrame\n"
+    "-- the pooled scopes must never escape: these stay private to this chunk\n"
+    "methods.runScope, methods.exitScope, class.capture, class.enterFrame = nil, nil, nil, nil\n"
     "function methods.run(self, store, fn, ...)\n"
-    "  local _ <close> = withScope(self, store)\n"
+    "  local _ <close> = runScope(self, store)\n"
     "  return fn(...)\n"
     "end\n"
     "function methods.exit(self, fn, ...)\n"
@@ -503,6 +543,10 @@ void weft_b_open_context(lua_State *L, weft_state_t *st) {
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
 
+  if (st->scope_pool_ref == LUA_NOREF) {
+    lua_newtable(L);
+    st->scope_pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   if (st->slots_ref == LUA_NOREF) {
     lua_newtable(L);
     lua_newtable(L);
@@ -520,6 +564,7 @@ void weft_b_open_context(lua_State *L, weft_state_t *st) {
                                      {"getStore", als_getStore},
                                      {"enterWith", als_enterWith},
                                      {"withScope", als_withScope},
+                                     {"runScope", als_runScope},
                                      {"disable", als_disable},
                                      {"name", als_name},
                                      {NULL, NULL}};

@@ -146,6 +146,7 @@ static weft_state_t *state_get(lua_State *L) {
   if (st == NULL) luaL_error(L, "weft: out of memory");
   if (weft_loop_new(&st->loop, NULL) != 0) luaL_error(L, "weft: cannot create the loop");
   st->slots_ref = LUA_NOREF;
+  st->scope_pool_ref = LUA_NOREF;
   st->on_error_ref = LUA_NOREF;
   lua_getglobal(L, "coroutine");
   lua_getfield(L, -1, "close");

@@ -50,6 +50,8 @@ typedef struct weft_state {
   size_t npool, cappool;
   size_t tasks_live;       /* tasks started and not finished */
   lua_CFunction orig_close; /* the stock coroutine.close */
+  int scope_pool_ref;      /* closed scopes of run/exit/bind, ready for reuse (context.c) */
+  int nscope_pool;
   char id_prefix[9];       /* request ids: 8 random hex digits and '-', made on first use */
   uint64_t id_counter;
 } weft_state_t;

@@ -145,8 +145,13 @@ local function join_fns(before, fns)
   return out
 end
 
+local byte, find, sub = string.byte, string.find, string.sub
+
+-- true when path is prefix or under it ("/p" matches "/p" and "/p/x", not "/px"); makes no
+-- string (it runs for each prefix-mounted middleware on every request)
 local function prefix_matches(path, prefix)
-  return path == prefix or path:sub(1, #prefix + 1) == prefix .. "/"
+  if path == prefix then return true end
+  return byte(path, #prefix + 1) == 47 and find(path, prefix, 1, true) == 1
 end
 
 -- Adds every route of router r under prefix, wrapped in the middleware inherited so far and,
@@ -231,16 +236,16 @@ local unescape = http.unescape
 -- never yields, so nothing else can be using it).
 local scratch_parts, scratch_vals = {}, {}
 local function split_path(rawpath)
-  -- string.find rather than gmatch: gmatch allocates its matcher state (over 500 bytes)
-  -- on every call, find keeps it on the C stack
-  local parts, n, i = scratch_parts, 0, 1
-  local find, sub = string.find, string.sub
-  while true do
-    local s, e = find(rawpath, "[^/]+", i)
-    if not s then break end
-    local seg = sub(rawpath, s, e)
-    n = n + 1
-    parts[n] = find(seg, "%", 1, true) and unescape(seg) or seg
+  -- plain finds of "/" rather than gmatch (which allocates its matcher state, over 500 bytes,
+  -- on every call) or a pattern (a character class is matched byte by byte in Lua's matcher)
+  local parts, n, i, len = scratch_parts, 0, 1, #rawpath
+  while i <= len do
+    local e = find(rawpath, "/", i, true) or len + 1
+    if e > i then
+      local seg = sub(rawpath, i, e - 1)
+      n = n + 1
+      parts[n] = find(seg, "%", 1, true) and unescape(seg) or seg
+    end
     i = e + 1
   end
   return parts, n

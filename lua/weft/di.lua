@@ -88,11 +88,18 @@ Pending.__index = Pending
 function Pending.__close(rec, err)
   rec.table[rec.idx] = nil
   if rec.inst == nil then rec.failed = err == nil and "unknown error" or err end
-  for i = 1, #rec.waiters do wake(rec.waiters[i]) end
+  local waiters = rec.waiters
+  if waiters then
+    for i = 1, #waiters do wake(waiters[i]) end
+  end
 end
 
+-- (waiters and failed are made only when someone waits or the creation fails: one table per
+-- creation, not two)
 local function new_pending(tbl, idx)
-  local rec = setmetatable({ table = tbl, idx = idx, task = current_task(), waiters = {} }, Pending)
+  -- (inst = nil still sizes the table for inst, set when the creation succeeds)
+  local rec = setmetatable({ table = tbl, idx = idx, task = current_task(), waiters = false,
+                             inst = nil }, Pending)
   tbl[idx] = rec
   return rec
 end
@@ -106,7 +113,12 @@ local function wait_for(rec, comp)
     error(fmt("weft.di: '%s' was needed while it was being created (its init, or the init "
       .. "of something it creates, uses it)", comp.name), 3)
   end
-  rec.waiters[#rec.waiters + 1] = me
+  local waiters = rec.waiters
+  if not waiters then
+    waiters = {}
+    rec.waiters = waiters
+  end
+  waiters[#waiters + 1] = me
   repeat suspend() until rec.inst ~= nil or rec.failed ~= nil
   if rec.inst == nil then
     error(fmt("weft.di: creating '%s' failed in another task: %s", comp.name, tostring(rec.failed)), 3)
@@ -216,14 +228,10 @@ function context_slow(c, comp, scope, level)
   local idx = comp.idx
   local inst = scope[idx]
   if inst then return inst end
-  local pending = scope._pending
-  if not pending then
-    pending = {}
-    scope._pending = pending
-  elseif pending[idx] then
-    return wait_for(pending[idx], comp)
-  end
-  local rec <close> = new_pending(pending, idx)
+  -- a creation in progress is kept in the scope itself, at -idx
+  local pending = scope[-idx]
+  if pending then return wait_for(pending, comp) end
+  local rec <close> = new_pending(scope, -idx)
   inst = build(c, comp, scope, scope)
   c._stats.context_created = c._stats.context_created + 1
   if scope._ended then -- the request ended while init was suspended
@@ -273,7 +281,6 @@ function Scope.__close(scope)
     scope._order = nil
   end
   scope._ended = true
-  scope._pending = nil
 end
 
 local function new_scope(c)

@@ -165,4 +165,39 @@ describe("AsyncLocalStorage", function()
     collectgarbage()
     assert.is_nil(next(weak))
   end)
+
+  it("releases the frames of coroutines abandoned inside run, and run reuses its scopes safely", function()
+    local core = require "weft.core"
+    local als = ALS.new()
+    local function frames()
+      collectgarbage()
+      collectgarbage()
+      return core.stats().frames
+    end
+    local base = frames()
+    -- suspended inside two nested runs, then dropped: never closed
+    for i = 1, 50 do
+      local co = coroutine.create(function()
+        als:run(i, function() als:run(-i, coroutine.yield) end)
+      end)
+      assert.is_true(coroutine.resume(co))
+    end
+    -- closed while suspended inside a run: the scope closes, the outer context is back
+    local co = coroutine.create(function() als:run("c", coroutine.yield) end)
+    coroutine.resume(co)
+    assert.is_true(coroutine.close(co))
+    assert.is_nil(als:getStore())
+    assert.equal(base, frames())
+    -- runs after all that still nest and restore correctly (scopes came back to the pool)
+    local seen = als:run("a", function()
+      local inner = als:run("b", function() return als:exit(function() return als:getStore() end) end)
+      return { inner, als:getStore() }
+    end)
+    assert.same({ nil, "a" }, { seen[1], seen[2] })
+    assert.is_nil(als:getStore())
+    -- the pooled scopes stay private to run/exit/bind
+    assert.is_nil(als.runScope)
+    assert.is_nil(als.exitScope)
+    assert.is_nil(ALS.enterFrame)
+  end)
 end)
