@@ -178,8 +178,17 @@ static int server_connections(lua_State *L) {
 
 /* ---- request ---- */
 
+/* The request at 1, which must not have ended. Its metatable is compared with the methods'
+ * upvalue 2 (a registry lookup by name on every call costs more than most of these methods);
+ * anything else gets luaL_checkudata's error. */
 static req_ud_t *check_req(lua_State *L) {
-  req_ud_t *rq = luaL_checkudata(L, 1, WEFT_REQ_MT);
+  req_ud_t *rq = lua_touserdata(L, 1);
+  int ok = 0;
+  if (rq != NULL && lua_getmetatable(L, 1)) {
+    ok = lua_rawequal(L, -1, lua_upvalueindex(2));
+    lua_pop(L, 1);
+  }
+  if (!ok) rq = luaL_checkudata(L, 1, WEFT_REQ_MT);
   if (rq->r == NULL) luaL_error(L, "the request has ended");
   return rq;
 }
@@ -589,7 +598,9 @@ void weft_b_open_http(lua_State *L, weft_state_t *st) {
                                          {"finish", req_finish},
                                          {NULL, NULL}};
   lua_newtable(L);
-  weft_b_setfuncs(L, st, req_methods);
+  lua_pushlightuserdata(L, st); /* upvalues: the state, and the metatable for check_req */
+  lua_pushvalue(L, -3);
+  luaL_setfuncs(L, req_methods, 2);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, req_tostring);
   lua_setfield(L, -2, "__tostring");

@@ -54,6 +54,7 @@ typedef struct weft_state {
   int nscope_pool;
   char id_prefix[9];       /* request ids: 8 random hex digits and '-', made on first use */
   uint64_t id_counter;
+  uint64_t rng[4];          /* random_hex's generator state, seeded on first use */
 } weft_state_t;
 
 /* module.c */

@@ -462,9 +462,11 @@ local function handle_in_context(app, req, res, port, start_ns)
     end
   end
   if app.access_log then
-    log.info("access", {
+    -- sized for the fields log adds (ts, level, msg, request_id, trace_id): no resize
+    log.emit("info", "access", {
       method = req.method, path = req.path, status = res._status, bytes = res.bytes,
       duration_ms = math.floor((core.hrtime() - start_ns) / 1e4 + 0.5) / 100,
+      ts = false, level = false, msg = false, request_id = false, trace_id = false,
     })
   end
 end

@@ -93,11 +93,7 @@ function lazy.remote_addr(req)
   return (req._port:remote_addr())
 end
 
-local function random_hex(bytes)
-  local parts = {}
-  for i = 1, bytes // 4 do parts[i] = string.format("%08x", math.random(0, 0xffffffff)) end
-  return table.concat(parts)
-end
+local random_hex = core.random_hex
 
 --- Parses a W3C traceparent header value: trace id, parent span id, flags; nil when invalid.
 function http.parse_traceparent(v)
@@ -119,7 +115,7 @@ function lazy.trace(req)
     trace_id, flags = random_hex(16), "01"
   end
   return { trace_id = trace_id, span_id = span_id, parent_id = parent_id, flags = flags,
-           traceparent = ("00-%s-%s-%s"):format(trace_id, span_id, flags) }
+           traceparent = "00-" .. trace_id .. "-" .. span_id .. "-" .. flags }
 end
 
 -- RFC 6265: a cookie name is a token; a value is cookie-octets, optionally in double quotes.

@@ -33,16 +33,25 @@ function log.set_output(dest)
   out = dest
 end
 
+-- the timestamp changes once a second: format it once a second
+local last_t, last_ts
 local function iso_time()
   local t = os.time()
-  return os.date("!%Y-%m-%dT%H:%M:%SZ", t)
+  if t ~= last_t then
+    last_t, last_ts = t, os.date("!%Y-%m-%dT%H:%M:%SZ", t)
+  end
+  return last_ts
 end
 
-local function write(level, msg, fields)
+-- Writes one line. own: `fields` is the caller's fresh table, used as the record itself.
+local function write(level, msg, fields, own)
   if LEVELS[level] < threshold then return end
-  local rec = {}
-  if fields then
-    for k, v in pairs(fields) do rec[k] = v end
+  local rec = fields
+  if not own then
+    rec = {}
+    if fields then
+      for k, v in pairs(fields) do rec[k] = v end
+    end
   end
   rec.ts = iso_time()
   rec.level = level
@@ -51,6 +60,8 @@ local function write(level, msg, fields)
   if req then
     rec.request_id = req.id
     rec.trace_id = req.trace.trace_id
+  elseif own then -- an owned record may hold placeholders for these
+    rec.request_id, rec.trace_id = nil, nil
   end
   local line = cjson.encode(rec)
   if not line then
@@ -73,6 +84,13 @@ end
 
 for level in pairs(LEVELS) do
   log[level] = function(msg, fields) write(level, msg, fields) end
+end
+
+--- Like log.info and the others, but `rec` (a table the caller made for this line and will not
+-- touch again) becomes the record itself, with no copy: for lines written on every request.
+function log.emit(level, msg, rec)
+  if not LEVELS[level] then error("unknown log level: " .. tostring(level), 2) end
+  write(level, msg, rec, true)
 end
 
 return log

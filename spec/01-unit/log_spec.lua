@@ -41,6 +41,27 @@ describe("weft.log", function()
     assert.has_error(function() weft.log.set_level("loud") end)
   end)
 
+  it("emit writes the caller's own table as the record, without placeholders outside a request", function()
+    local rec = { path = "/x", request_id = false, trace_id = false }
+    weft.log.emit("warn", "owned", rec)
+    local got = cjson.decode(lines[1])
+    assert.same({ "/x", "warn", "owned" }, { got.path, got.level, got.msg })
+    assert.is_nil(got.request_id)
+    assert.is_nil(got.trace_id)
+    assert.equal("owned", rec.msg) -- the table itself became the record
+    assert.has_error(function() weft.log.emit("loud", "x", {}) end)
+  end)
+
+  it("stamps the same second with the same time and a new second with a new one", function()
+    weft.log.info("a")
+    local t0 = os.time()
+    while os.time() == t0 do end
+    weft.log.info("b")
+    local a, b = cjson.decode(lines[1]).ts, cjson.decode(lines[2]).ts
+    assert.not_equal(a, b)
+    assert.equal(os.date("!%Y-%m-%dT%H:%M:%SZ", t0), a)
+  end)
+
   it("logs values JSON cannot hold as text", function()
     weft.log.info("odd", { f = print })
     assert.matches("^function", cjson.decode(lines[1]).f)
