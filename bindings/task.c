@@ -38,7 +38,7 @@ struct weft_task {
   int wait_kind;
   int wake_pending;
   int ok;
-  int results_ref;    /* {n=, ...} or the error record */
+  int has_results;    /* the userdata's user value holds {n=, ...} or the error record */
   joiner_t *joiners;
   size_t njoiners, capjoiners;
   weft_b_done_cb on_done;
@@ -96,27 +96,21 @@ void weft_b_task_unpin(lua_State *L, weft_task_t *t) {
   task_maybe_unanchor(L, t);
 }
 
+/* A task has no finaliser: its results are its user value (the collector frees them with it)
+ * and its joiner list is freed when it finishes; until then the task is anchored by self_ref,
+ * so it cannot be collected first. (A finaliser on the userdata made each request task cost a
+ * move to the finaliser list and a call at collection.) */
 static weft_task_t *task_new(lua_State *L, weft_state_t *st) {
-  weft_task_t *t = lua_newuserdatauv(L, sizeof(*t), 0);
+  weft_task_t *t = lua_newuserdatauv(L, sizeof(*t), 1);
   memset(t, 0, sizeof(*t));
   t->st = st;
   t->co_ref = LUA_NOREF;
-  t->results_ref = LUA_NOREF;
   t->state = T_NEW;
   luaL_setmetatable(L, WEFT_TASK_MT);
   lua_pushvalue(L, -1);
   t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   st->tasks_live++;
   return t;
-}
-
-static int task_gc(lua_State *L) {
-  weft_task_t *t = lua_touserdata(L, 1);
-  if (t->results_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, t->results_ref);
-  t->results_ref = LUA_NOREF;
-  free(t->joiners);
-  t->joiners = NULL;
-  return 0;
 }
 
 /* message handler: the error record {error, traceback, frame} is made where the error happened,
@@ -266,7 +260,11 @@ static void task_finish(weft_state_t *st, weft_task_t *t, int nres, int reusable
     lua_pushinteger(L, n);
     lua_setfield(L, -2, "n");
     lua_settop(co, base);
-    t->results_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref); /* anchored until it is done */
+    lua_insert(L, -2);
+    lua_setiuservalue(L, -2, 1);
+    lua_pop(L, 1);
+    t->has_results = 1;
   }
   t->ok = ok;
   t->state = T_DONE;
@@ -274,10 +272,11 @@ static void task_finish(weft_state_t *st, weft_task_t *t, int nres, int reusable
   st->tasks_live--;
   t->pins++; /* keep t while reporting and waking */
   if (!ok && t->njoiners == 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->results_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+    lua_getiuservalue(L, -1, 1);
     lua_rawgeti(L, -1, 1);
     if (lua_istable(L, -1)) weft_b_report_error(st, -1);
-    lua_pop(L, 2);
+    lua_pop(L, 3);
   }
   wake_joiners(st, t);
   if (t->on_done) t->on_done(st, t, t->done_ud);
@@ -368,6 +367,9 @@ static void wake_joiners(weft_state_t *st, weft_task_t *t) {
     weft_defer(st->loop, weft_b_wake_cb, w);
   }
   t->njoiners = 0;
+  free(t->joiners); /* joins of a finished task answer at once: the list is done with */
+  t->joiners = NULL;
+  t->capjoiners = 0;
 }
 
 uint32_t weft_b_prepare_wait(lua_State *L, weft_state_t *st, weft_task_t **out, const char *what) {
@@ -442,9 +444,10 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
+/* the results of t, the task at index 1 */
 static int push_results(lua_State *L, weft_task_t *t) {
-  if (t->results_ref == LUA_NOREF) return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->results_ref);
+  if (!t->has_results) return 0;
+  lua_getiuservalue(L, 1, 1);
   if (!t->ok) {
     lua_rawgeti(L, -1, 1);
     if (lua_istable(L, -1)) lua_getfield(L, -1, "error");
@@ -686,8 +689,6 @@ void weft_b_open_tasks(lua_State *L, weft_state_t *st) {
   lua_newtable(L);
   weft_b_setfuncs(L, st, task_methods);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, task_gc);
-  lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, task_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
