@@ -17,6 +17,8 @@ void weft_b_setfuncs(lua_State *L, weft_state_t *st, const luaL_Reg *fns) {
   luaL_setfuncs(L, fns, 1);
 }
 
+static void flush_cb(void *data);
+
 static int l_run(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
   if (st->running) return luaL_error(L, "weft.run: the loop is already running");
@@ -24,6 +26,7 @@ static int l_run(lua_State *L) {
   st->L = L;
   st->running = 1;
   uv_run(weft_loop_uv(st->loop), UV_RUN_DEFAULT);
+  if (st->flush_ref != LUA_NOREF) flush_cb(st); /* stopped with lines still buffered */
   st->running = 0;
   st->L = prev;
   weft_b_drain(L, st);
@@ -166,6 +169,41 @@ static int l_random_hex(lua_State *L) {
   return 1;
 }
 
+/* flush_soon(file): flushes the Lua file handle before the loop next waits for I/O, once
+ * however many lines were written meanwhile; at once when the loop is not running. Log lines
+ * go through it: a write(2) per line cost a request several microseconds. */
+static void flush_cb(void *data) {
+  weft_state_t *st = data;
+  lua_State *L = st->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->flush_ref);
+  luaL_Stream *p = luaL_testudata(L, -1, LUA_FILEHANDLE);
+  if (p != NULL && p->closef != NULL) fflush(p->f);
+  lua_pop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, st->flush_ref);
+  st->flush_ref = LUA_NOREF;
+}
+
+static int l_flush_soon(lua_State *L) {
+  weft_state_t *st = weft_b_state(L);
+  luaL_Stream *p = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  if (p->closef == NULL) return luaL_error(L, "attempt to use a closed file");
+  if (st->flush_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->flush_ref);
+    int same = lua_rawequal(L, -1, 1);
+    lua_pop(L, 1);
+    if (same) return 0; /* already due */
+    fflush(p->f);       /* another file is due: this one goes now */
+    return 0;
+  }
+  if (!st->running || weft_defer(st->loop, flush_cb, st) != 0) {
+    fflush(p->f);
+    return 0;
+  }
+  lua_pushvalue(L, 1);
+  st->flush_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
 /* raise_fd_limit() -> the new soft limit: lifts the soft limit on open files to the hard one,
  * as servers do (each connection is a descriptor) */
 static int l_raise_fd_limit(lua_State *L) {
@@ -194,6 +232,7 @@ static weft_state_t *state_get(lua_State *L) {
   if (weft_loop_new(&st->loop, NULL) != 0) luaL_error(L, "weft: cannot create the loop");
   st->slots_ref = LUA_NOREF;
   st->scope_pool_ref = LUA_NOREF;
+  st->flush_ref = LUA_NOREF;
   st->on_error_ref = LUA_NOREF;
   lua_getglobal(L, "coroutine");
   lua_getfield(L, -1, "close");
@@ -212,6 +251,7 @@ int luaopen_weft_core(lua_State *L) {
                                  {"hrtime", l_hrtime}, {"stats", l_stats},
                                  {"raise_fd_limit", l_raise_fd_limit}, {"etag", l_etag},
                                  {"request_id", l_request_id}, {"random_hex", l_random_hex},
+                                 {"flush_soon", l_flush_soon},
                                  {NULL, NULL}};
   lua_newtable(L);
   weft_b_setfuncs(L, st, fns);
@@ -221,6 +261,7 @@ int luaopen_weft_core(lua_State *L) {
   weft_b_open_tasks(L, st);
   weft_b_open_http(L, st);
   weft_b_open_fs(L, st);
+  weft_b_open_json(L, st);
 
   /* Plain coroutines keep the context they were created in: replace the global functions. */
   lua_getglobal(L, "coroutine");

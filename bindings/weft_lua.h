@@ -54,6 +54,7 @@ typedef struct weft_state {
   int nscope_pool;
   char id_prefix[9];       /* request ids: 8 random hex digits and '-', made on first use */
   uint64_t id_counter;
+  int flush_ref;            /* the file flush_soon will flush, or LUA_NOREF */
   uint64_t rng[4];          /* random_hex's generator state, seeded on first use */
 } weft_state_t;
 
@@ -72,6 +73,9 @@ int weft_b_resume(weft_state_t *st, lua_State *co, weft_slot_t *s, lua_State *fr
                   int *nres);
 void weft_b_push_framebox(lua_State *L, weft_frame_t *f); /* takes the reference */
 weft_frame_t *weft_b_check_framebox(lua_State *L, int idx);
+
+/* json.c */
+void weft_b_open_json(lua_State *L, weft_state_t *st);
 
 /* task.c */
 void weft_b_open_tasks(lua_State *L, weft_state_t *st);

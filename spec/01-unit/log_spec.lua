@@ -62,8 +62,69 @@ describe("weft.log", function()
     assert.equal(os.date("!%Y-%m-%dT%H:%M:%SZ", t0), a)
   end)
 
+  it("writes to a file, flushed before the loop next waits (and at once outside the loop)", function()
+    local helpers = require "helpers"
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    weft.log.set_output(f)
+    local function count()
+      local r = assert(io.open(path))
+      local n = select(2, r:read("a"):gsub("\n", ""))
+      r:close()
+      return n
+    end
+    weft.log.info("outside")
+    assert.equal(1, count())
+    local seen = helpers.run(function()
+      for i = 1, 3 do weft.log.info("inside", { i = i }) end
+      weft.sleep(0) -- one turn of the loop
+      return count()
+    end)
+    assert.equal(4, seen)
+    f:close()
+    os.remove(path)
+  end)
+
   it("logs values JSON cannot hold as text", function()
     weft.log.info("odd", { f = print })
     assert.matches("^function", cjson.decode(lines[1]).f)
+  end)
+end)
+
+describe("weft.core.json_flat (log lines)", function()
+  local core = require "weft.core"
+
+  it("writes a flat record that any JSON parser reads back the same", function()
+    local rec = { s = 'q"b\\s\n\r\t\1\31/é', i = 200, neg = math.mininteger, f = 12.25,
+                  t = true, no = false, big = math.maxinteger }
+    local back = cjson.decode(core.json_flat(rec))
+    assert.same(rec.s, back.s)
+    assert.equal(200, back.i)
+    assert.equal(12.25, back.f)
+    assert.is_true(back.t)
+    assert.is_false(back.no)
+    assert.matches('"neg":%-9223372036854775808', core.json_flat(rec))
+    assert.matches('"big":9223372036854775807', core.json_flat(rec))
+  end)
+
+  it("writes floats as %.14g does (short decimals by hand, the rest by snprintf)", function()
+    for _, v in ipairs { 1.5, 0.01, 1.23, -2.75, 123456.789, 1e-7, math.pi, 1e20, 999999999.5 } do
+      local text = core.json_flat({ x = v }):match('^{"x":(.*)}$')
+      assert.equal(tonumber(("%.14g"):format(v)), tonumber(text))
+    end
+  end)
+
+  it("grows past its first kilobyte", function()
+    local rec = {}
+    for i = 1, 500 do rec["key" .. i] = ("v"):rep(i % 50) end
+    assert.same(rec, cjson.decode(core.json_flat(rec)))
+  end)
+
+  it("answers nil for what a flat record cannot hold, so the caller uses cjson", function()
+    assert.is_nil(core.json_flat { nested = {} })
+    assert.is_nil(core.json_flat { f = print })
+    assert.is_nil(core.json_flat { 1, 2 })
+    assert.is_nil(core.json_flat { x = 0 / 0 })
+    assert.equal("{}", core.json_flat {})
   end)
 end)
