@@ -113,7 +113,8 @@ static int scope_close(lua_State *L) {
   if (s->pooled && st->nscope_pool < SCOPE_POOL_MAX && st->scope_pool_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, st->scope_pool_ref);
     lua_pushvalue(L, 1);
-    lua_rawseti(L, -2, ++st->nscope_pool);
+    lua_rawseti(L, -2, st->nscope_pool + 1); /* may raise (memory): count only once stored */
+    st->nscope_pool++;
     lua_pop(L, 1);
   }
   return 0;
@@ -161,7 +162,9 @@ static weft_scope_t *scope_take(lua_State *L, weft_state_t *st, int fast) {
     lua_pushnil(L);
     lua_rawseti(L, -3, st->nscope_pool--);
     lua_remove(L, -2);
-    return lua_touserdata(L, -1);
+    weft_scope_t *s = lua_touserdata(L, -1);
+    if (s != NULL) return s;
+    lua_pop(L, 1); /* never expected: a hole in the pool; make a new scope instead */
   }
   weft_scope_t *s = fast ? scope_new_fast(L, st) : scope_new(L, st);
   s->pooled = 1;
@@ -387,9 +390,17 @@ static int co_resume_k(lua_State *L, int status, lua_KContext ctx);
 /* Yields the scheduler's sentinel further up, so that a task waiting inside a nested coroutine
  * suspends as a whole; when the task resumes, the values go down to the waiting coroutine. */
 static int propagate_wait(lua_State *L, lua_KContext ctx, lua_KFunction k) {
-  if (!lua_isyieldable(L))
+  if (!lua_isyieldable(L)) {
+    /* the task goes on running with an error: it no longer waits, and the continuation it
+     * registered must not resume it later (the token moves on) */
+    weft_state_t *st = weft_b_state(L);
+    if (st->task != NULL) {
+      weft_b_cancel_wait(st->task);
+      weft_b_task_bump_token(st->task);
+    }
     return luaL_error(L, "weft: a coroutine waiting on weft (sleep, body read, join, ...) was "
                          "resumed from code that cannot yield");
+  }
   return lua_yieldk(L, 1, ctx, k);
 }
 

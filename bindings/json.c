@@ -14,13 +14,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The text grows in a stack array, then in userdata boxes (collected with everything else,
- * so an error on the way leaks nothing). Boxes are inserted at stack index 2, under the key
- * that lua_next needs on top. */
+/* The text grows in a stack array, then in a userdata box (collected with everything else,
+ * so an error on the way leaks nothing). The box lives at stack index 2, under the key that
+ * lua_next needs on top; a bigger box replaces it there. */
 typedef struct out {
   lua_State *L;
   char *p;
   size_t len, cap;
+  int boxed;
   char stackbuf[1024];
 } out_t;
 
@@ -29,8 +30,12 @@ static void reserve(out_t *o, size_t more) {
   size_t cap = o->cap * 2;
   while (cap < o->len + more) cap *= 2;
   char *p = lua_newuserdatauv(o->L, cap, 0);
-  lua_insert(o->L, 2);
   memcpy(p, o->p, o->len);
+  if (o->boxed)
+    lua_replace(o->L, 2); /* the old box is dropped */
+  else
+    lua_insert(o->L, 2);
+  o->boxed = 1;
   o->p = p;
   o->cap = cap;
 }
@@ -81,9 +86,10 @@ static void put_integer(out_t *o, lua_Integer v) {
   while (n) o->p[o->len++] = digits[--n];
 }
 
-/* A float as "%.14g" would write it. The usual log float (a duration rounded to a few
- * decimals) is written by hand when it has at most 6 decimals and is below 1e9: snprintf's
- * float path costs some 2,000 instructions. */
+/* A float that reads back as the same number. The usual log float (a duration rounded to a
+ * few decimals) is written by hand in plain decimal when it has at most 6 decimals and is
+ * below 1e9 (so 1e-06 comes out as 0.000001, and -0.0 as 0); anything else as "%.14g", as
+ * cjson writes it. snprintf's float path costs some 2,000 instructions. */
 static void put_float(out_t *o, double d) {
   double a = fabs(d);
   if (a < 1e9) {
@@ -117,6 +123,7 @@ static int l_json_flat(lua_State *L) {
   o.p = o.stackbuf;
   o.len = 0;
   o.cap = sizeof(o.stackbuf);
+  o.boxed = 0;
   put(&o, "{", 1);
   int first = 1;
   lua_pushnil(L);

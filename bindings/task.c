@@ -364,6 +364,7 @@ void weft_b_wake_cb(void *data) {
 static void wake_joiners(weft_state_t *st, weft_task_t *t) {
   for (size_t i = 0; i < t->njoiners; i++) {
     waker_t *w = waker_new(st->L, st, t->joiners[i].t, t->joiners[i].token);
+    weft_b_task_unpin(st->L, t->joiners[i].t); /* the waker holds it now */
     weft_defer(st->loop, weft_b_wake_cb, w);
   }
   t->njoiners = 0;
@@ -391,6 +392,8 @@ void weft_b_cancel_wait(weft_task_t *t) {
   t->state = T_RUNNING;
   t->wait_kind = W_NONE;
 }
+
+void weft_b_task_bump_token(weft_task_t *t) { t->token++; }
 
 int weft_b_yield_wait(lua_State *L) {
   lua_pushlightuserdata(L, &weft_b_suspend_sentinel);
@@ -485,6 +488,7 @@ static int task_join(lua_State *L) {
     t->capjoiners = cap;
   }
   t->joiners[t->njoiners++] = (joiner_t){me, token};
+  weft_b_task_pin(L, me); /* the joiner must outlive its entry, even if it stops waiting */
   lua_pushlightuserdata(L, &weft_b_suspend_sentinel);
   return lua_yieldk(L, 1, 0, join_k);
 }

@@ -92,7 +92,9 @@ extern char weft_b_suspend_sentinel;
 uint32_t weft_b_prepare_wait(lua_State *L, weft_state_t *st, weft_task_t **out, const char *what);
 int weft_b_yield_wait(lua_State *L);
 /* The wait was answered before the task yielded: it goes on running. */
-void weft_b_cancel_wait(weft_task_t *t);  /* return weft_b_yield_wait(L) from a lua_CFunction */
+void weft_b_cancel_wait(weft_task_t *t);
+/* Continuations registered by t's current wait will not resume it. */
+void weft_b_task_bump_token(weft_task_t *t);  /* return weft_b_yield_wait(L) from a lua_CFunction */
 /* Resumes t if it is still waiting on `token`, with nvals values taken from the top of st->L. */
 void weft_b_resume_waiter(weft_state_t *st, weft_task_t *t, uint32_t token, int nvals);
 /* Keeps t's memory (and its userdata) alive while a C continuation refers to it. */

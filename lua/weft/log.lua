@@ -84,7 +84,7 @@ local function write(level, msg, fields, own)
     -- flushed before the loop next waits (or at once outside it): one write(2) per loop turn,
     -- not per line
     out:write(line, "\n")
-    flush_soon(out)
+    if io.type(out) == "file" then flush_soon(out) else out:flush() end
   end
 end
 

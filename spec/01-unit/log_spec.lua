@@ -85,6 +85,17 @@ describe("weft.log", function()
     os.remove(path)
   end)
 
+  it("writes to any object with write and flush (flushed per line)", function()
+    local got, flushes = {}, 0
+    weft.log.set_output({
+      write = function(_, ...) for _, part in ipairs { ... } do got[#got + 1] = part end end,
+      flush = function() flushes = flushes + 1 end,
+    })
+    weft.log.info("obj")
+    assert.equal("obj", cjson.decode(got[1]).msg)
+    assert.equal(1, flushes)
+  end)
+
   it("logs values JSON cannot hold as text", function()
     weft.log.info("odd", { f = print })
     assert.matches("^function", cjson.decode(lines[1]).f)
@@ -107,7 +118,7 @@ describe("weft.core.json_flat (log lines)", function()
     assert.matches('"big":9223372036854775807', core.json_flat(rec))
   end)
 
-  it("writes floats as %.14g does (short decimals by hand, the rest by snprintf)", function()
+  it("writes floats that read back as the same number (short decimals by hand, the rest as %.14g)", function()
     for _, v in ipairs { 1.5, 0.01, 1.23, -2.75, 123456.789, 1e-7, math.pi, 1e20, 999999999.5 } do
       local text = core.json_flat({ x = v }):match('^{"x":(.*)}$')
       assert.equal(tonumber(("%.14g"):format(v)), tonumber(text))

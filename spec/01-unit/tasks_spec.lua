@@ -54,6 +54,32 @@ describe("tasks and timers", function()
     assert.is_nil(weak[1]) -- once the task is gone, so are its results
   end)
 
+  it("a join that cannot suspend (across a C call) fails clearly, and nothing is woken later", function()
+    local caught, after, resumed_late
+    helpers.run(function()
+      local t = weft.spawn(function() weft.sleep(30) return 1 end)
+      local joiner = weft.spawn(function()
+        -- table.sort's comparator is a C boundary: the coroutine's wait cannot reach the task
+        local ok, e = pcall(table.sort, { 1, 2, 3 }, function(x, y)
+          coroutine.wrap(function() t:join() resumed_late = true end)()
+          return x < y
+        end)
+        caught = not ok and tostring(e)
+        after = weft.current():status() -- the task runs on; it does not wait any more
+      end)
+      joiner:join()
+      -- the joining task is finished and collectable before t finishes
+      joiner = nil -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+      assert.equal(1, t:join())
+      weft.sleep(5)
+    end)
+    assert.matches("cannot yield", caught)
+    assert.equal("running", after)
+    assert.is_nil(resumed_late)
+  end)
+
   it("a task cannot join itself", function()
     helpers.run(function()
       local ok, e = pcall(function() return weft.current():join() end)
