@@ -131,25 +131,20 @@ static int scope_gc(lua_State *L) {
   return 0;
 }
 
-/* scope_new for ALS methods, whose upvalue 3 is the scope metatable (no lookup by name) */
-static weft_scope_t *scope_new_fast(lua_State *L, weft_state_t *st) {
+/* A new disarmed scope, pushed. `fast`: the caller is an ALS method, whose upvalue 3 is the
+ * scope metatable (no lookup by name). */
+static weft_scope_t *scope_new(lua_State *L, weft_state_t *st, int fast) {
   weft_scope_t *s = lua_newuserdatauv(L, sizeof(*s), 0);
   s->st = st;
   s->prev = NULL;
   s->armed = 0;
   s->pooled = 0;
-  lua_pushvalue(L, lua_upvalueindex(3));
-  lua_setmetatable(L, -2);
-  return s;
-}
-
-static weft_scope_t *scope_new(lua_State *L, weft_state_t *st) {
-  weft_scope_t *s = lua_newuserdatauv(L, sizeof(*s), 0);
-  s->st = st;
-  s->prev = NULL;
-  s->armed = 0;
-  s->pooled = 0;
-  luaL_setmetatable(L, WEFT_SCOPE_MT);
+  if (fast) {
+    lua_pushvalue(L, lua_upvalueindex(3));
+    lua_setmetatable(L, -2);
+  } else {
+    luaL_setmetatable(L, WEFT_SCOPE_MT);
+  }
   return s;
 }
 
@@ -166,7 +161,7 @@ static weft_scope_t *scope_take(lua_State *L, weft_state_t *st, int fast) {
     if (s != NULL) return s;
     lua_pop(L, 1); /* never expected: a hole in the pool; make a new scope instead */
   }
-  weft_scope_t *s = fast ? scope_new_fast(L, st) : scope_new(L, st);
+  weft_scope_t *s = scope_new(L, st, fast);
   s->pooled = 1;
   return s;
 }
@@ -291,7 +286,7 @@ static int with_scope(lua_State *L, int pooled) {
   weft_als_t *a = fast_als(L);
   luaL_checkany(L, 2);
   if (st->ndead) weft_b_drain(L, st);
-  weft_scope_t *s = pooled ? scope_take(L, st, 1) : scope_new_fast(L, st);
+  weft_scope_t *s = pooled ? scope_take(L, st, 1) : scope_new(L, st, 1);
   void *v = store_ref(L, 2);
   a->disabled = 0;
   s->prev = weft_ctx_swap(st->loop, weft_frame_with(weft_ctx_current(st->loop), a->key, v));
