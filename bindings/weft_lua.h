@@ -76,6 +76,7 @@ weft_frame_t *weft_b_check_framebox(lua_State *L, int idx);
 
 /* json.c */
 void weft_b_open_json(lua_State *L, weft_state_t *st);
+void weft_b_open_alloc(lua_State *L, weft_state_t *st);
 
 /* task.c */
 void weft_b_open_tasks(lua_State *L, weft_state_t *st);

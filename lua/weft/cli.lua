@@ -15,6 +15,8 @@ options:
   --no-access-log  do not log a line per request (on by default)
   --no-gc-tuning   keep Lua's collector settings (by default the command calls
                  weft.tune_gc() once the app is loaded)
+  --system-allocator  keep Lua's allocator (by default the command switches the
+                 process to weft's pool allocator before loading the app)
   --help         show this help
   --version      show the version
 
@@ -43,6 +45,8 @@ function cli.parse(argv)
       o.access_log = false
     elseif name == "no-gc-tuning" then
       o.gc_tuning = false
+    elseif name == "system-allocator" then
+      o.pool_allocator = false
     elseif name == "host" or name == "port" or name == "workers" then
       local v = inline
       if v == nil then
@@ -103,7 +107,9 @@ function cli.main(argv)
     return fail("--workers above 1 is not built yet: run one process per core behind a load " ..
       "balancer for now, or use --workers 1")
   end
-  require("weft.core").raise_fd_limit()
+  local core = require "weft.core"
+  core.raise_fd_limit()
+  if o.pool_allocator ~= false then core.use_pool_allocator() end
   local app, lerr = cli.load_app(o.app)
   if not app then return fail(lerr) end
   -- the access log is on in the CLI unless the app or the command line says otherwise

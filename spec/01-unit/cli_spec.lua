@@ -25,6 +25,13 @@ describe("weft.cli.parse --no-gc-tuning", function()
   end)
 end)
 
+describe("weft.cli.parse --system-allocator", function()
+  it("keeps Lua's allocator; the pool allocator is used unless said", function()
+    assert.is_false(cli.parse({ "a.lua", "--system-allocator" }).pool_allocator)
+    assert.is_nil(cli.parse({ "a.lua" }).pool_allocator)
+  end)
+end)
+
 describe("weft.tune_gc", function()
   local weft = require "weft"
   after_each(function() collectgarbage("incremental") end)

@@ -55,6 +55,28 @@ describe("the weft command", function()
     assert.is_true(ok)
   end)
 
+  it("serves with the pool allocator unless --system-allocator, the same answers either way", function()
+    -- (a sanitized build keeps the system allocator: AddressSanitizer must see every block)
+    local sanitized = (os.getenv("WEFT_BUILD_DIR") or ""):find("asan") ~= nil
+    local answers = {}
+    for _, flags in ipairs { "", " --system-allocator" } do
+      local srv = ps.start("spec/fixtures/alloc_app.lua" .. flags)
+      local which = ps.curl(srv:url("/allocator"))
+      assert.equal((flags == "" and not sanitized) and "pool" or "system", which)
+      local got = {}
+      for _, n in ipairs { 10, 3000, 20000 } do
+        got[#got + 1] = ps.curl(srv:url("/churn?n=" .. n))
+      end
+      answers[#answers + 1] = table.concat(got, ",")
+      assert.is_true((srv:stop()))
+    end
+    assert.equal(answers[1], answers[2])
+    -- sum over i of #tostring(i) + i % 700, computed here
+    local want = 0
+    for i = 1, 3000 do want = want + #tostring(i) + i % 700 end
+    assert.equal(tostring(want), answers[1]:match("^[^,]*,([^,]*)"))
+  end)
+
   it("writes an access line per request unless --no-access-log", function()
     local cjson = require "cjson"
     local function access_lines(extra)

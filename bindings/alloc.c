@@ -1,0 +1,165 @@
+/*
+ * alloc.c — a Lua allocator for the server process: small blocks from size classes, no
+ * per-block header, freed blocks reused newest first.
+ *
+ * Why: under the generational collector a request's objects die young, and with the C
+ * library's malloc they are scattered through whatever holes the application's load left in
+ * the heap (10,000 components leave many): every request then touches cold memory, the minor
+ * collections free into bins that merge with cold neighbours, and a server with a big heap is
+ * slower on a route that touches none of it. Lua tells the allocator every block's size when
+ * it frees or resizes it, so size classes need no header: a free is a push on the class's
+ * list, an allocation a pop (or a bump of the arena pointer), and the blocks a request uses
+ * are the ones the previous requests just gave back.
+ *
+ * Blocks up to POOL_MAX bytes come from one reserved address range (pages are only made real
+ * when first touched); bigger blocks, and every block allocated before the allocator was
+ * installed, stay with the previous allocator, recognised by their address. Memory given to a
+ * class is kept for it (not returned to the system): the process's footprint is its peak.
+ *
+ * Installed by use_pool_allocator() (the `weft` command does, before loading the app);
+ * nowhere under AddressSanitizer, which must see every block.
+ */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "weft_lua.h"
+
+#define POOL_QUANTUM 16
+#define POOL_MAX 512
+#define POOL_CLASSES (POOL_MAX / POOL_QUANTUM)
+#define POOL_RESERVE ((size_t)8 << 30) /* address space only */
+
+typedef struct pool_alloc {
+  lua_Alloc prev; /* the allocator of everything not ours */
+  void *prev_ud;
+  char *base, *end;  /* the reserved range */
+  char *next;        /* the arena: [next, end) never handed out yet */
+  void *free[POOL_CLASSES + 1];
+  size_t blocks_in_use[POOL_CLASSES + 1];
+} pool_alloc_t;
+
+#define CLASS_OF(n) (((n) + POOL_QUANTUM - 1) / POOL_QUANTUM)
+
+static void *pool_new(pool_alloc_t *a, size_t nsize) {
+  if (nsize > POOL_MAX) return a->prev(a->prev_ud, NULL, 0, nsize);
+  size_t c = CLASS_OF(nsize);
+  void *p = a->free[c];
+  if (p != NULL) {
+    a->free[c] = *(void **)p;
+  } else {
+    size_t bytes = c * POOL_QUANTUM;
+    if ((size_t)(a->end - a->next) < bytes) return a->prev(a->prev_ud, NULL, 0, nsize);
+    p = a->next;
+    a->next += bytes;
+  }
+  a->blocks_in_use[c]++;
+  return p;
+}
+
+static void pool_free(pool_alloc_t *a, void *p, size_t osize) {
+  size_t c = CLASS_OF(osize);
+  *(void **)p = a->free[c];
+  a->free[c] = p;
+  a->blocks_in_use[c]--;
+}
+
+static void *pool_fn(void *ud, void *ptr, size_t osize, size_t nsize) {
+  pool_alloc_t *a = ud;
+  int mine = ptr != NULL && (char *)ptr >= a->base && (char *)ptr < a->end;
+  if (nsize == 0) {
+    if (mine) {
+      pool_free(a, ptr, osize);
+      return NULL;
+    }
+    return a->prev(a->prev_ud, ptr, osize, 0);
+  }
+  if (ptr == NULL) return pool_new(a, nsize); /* (osize is then a type tag, not a size) */
+  if (mine) {
+    if (nsize <= POOL_MAX && CLASS_OF(nsize) == CLASS_OF(osize)) return ptr;
+  } else if (nsize > POOL_MAX) {
+    return a->prev(a->prev_ud, ptr, osize, nsize); /* stays where it is */
+  }
+  void *n = pool_new(a, nsize);
+  if (n == NULL) return NULL; /* Lua collects and retries; ptr is untouched */
+  memcpy(n, ptr, osize < nsize ? osize : nsize);
+  if (mine)
+    pool_free(a, ptr, osize);
+  else
+    a->prev(a->prev_ud, ptr, osize, 0);
+  return n;
+}
+
+/* use_pool_allocator() -> true, or false and why not. Idempotent. */
+static int l_use_pool_allocator(lua_State *L) {
+#if defined(__SANITIZE_ADDRESS__)
+  lua_pushboolean(L, 0);
+  lua_pushliteral(L, "built with AddressSanitizer");
+  return 2;
+#else
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  if (f == pool_fn) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  /* The allocator must outlive the state: lua_close unloads C modules before it frees the last
+   * objects, so this module must never be unloaded once its function is the allocator. */
+  Dl_info info;
+  if (dladdr((void *)pool_fn, &info) == 0 || info.dli_fname == NULL ||
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE) == NULL) {
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "cannot pin the module in memory");
+    return 2;
+  }
+  pool_alloc_t *a = calloc(1, sizeof(*a));
+  if (a == NULL) return luaL_error(L, "weft: out of memory");
+  void *base = mmap(NULL, POOL_RESERVE, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) {
+    free(a);
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "cannot reserve address space");
+    return 2;
+  }
+  a->prev = f;
+  a->prev_ud = ud;
+  a->base = a->next = base;
+  a->end = a->base + POOL_RESERVE;
+  lua_setallocf(L, pool_fn, a); /* a lives as long as the process: blocks may outlive the state */
+  lua_pushboolean(L, 1);
+  return 1;
+#endif
+}
+
+/* alloc_stats() -> nil when the pool allocator is not in use, else
+ * { arena_bytes = bytes handed out of the arena so far, pooled_bytes = in blocks in use,
+ *   free_bytes = in free blocks waiting for reuse } */
+static int l_alloc_stats(lua_State *L) {
+  void *ud;
+  if (lua_getallocf(L, &ud) != pool_fn) {
+    lua_pushnil(L);
+    return 1;
+  }
+  pool_alloc_t *a = ud;
+  size_t in_use = 0, arena = (size_t)(a->next - a->base);
+  for (size_t c = 1; c <= POOL_CLASSES; c++) in_use += a->blocks_in_use[c] * c * POOL_QUANTUM;
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)arena);
+  lua_setfield(L, -2, "arena_bytes");
+  lua_pushinteger(L, (lua_Integer)in_use);
+  lua_setfield(L, -2, "pooled_bytes");
+  lua_pushinteger(L, (lua_Integer)(arena - in_use));
+  lua_setfield(L, -2, "free_bytes");
+  return 1;
+}
+
+void weft_b_open_alloc(lua_State *L, weft_state_t *st) {
+  static const luaL_Reg fns[] = {{"use_pool_allocator", l_use_pool_allocator},
+                                 {"alloc_stats", l_alloc_stats},
+                                 {NULL, NULL}};
+  weft_b_setfuncs(L, st, fns);
+}
