@@ -43,10 +43,13 @@ local function article_container(opts)
   return c, counts
 end
 
+local tmpdirs = {} -- the folders tmpdir() made, removed after each spec
+
 local function tmpdir()
   local dir = os.tmpname()
   os.remove(dir)
   assert(os.execute("mkdir -p '" .. dir .. "'"))
+  tmpdirs[#tmpdirs + 1] = dir
   return dir
 end
 
@@ -58,7 +61,13 @@ local function write(path, text)
 end
 
 describe("weft.di", function()
-  after_each(function() weft.log.set_output(io.stdout) end)
+  after_each(function()
+    weft.log.set_output(io.stdout)
+    for i = #tmpdirs, 1, -1 do
+      os.execute("rm -rf '" .. tmpdirs[i] .. "'")
+      tmpdirs[i] = nil
+    end
+  end)
 
   it("is exported as weft.di", function()
     assert.equal(require "weft.di", weft.di)
