@@ -16,6 +16,12 @@
  * installed, stay with the previous allocator, recognised by their address. Memory given to a
  * class is kept for it (not returned to the system): the process's footprint is its peak.
  *
+ * The range is aligned to 2 MiB and offered to the kernel for transparent huge pages
+ * (madvise MADV_HUGEPAGE, honoured when /sys/kernel/mm/transparent_hugepage/enabled says
+ * "madvise" or "always"): an app of 10,000 components spreads ~30 MiB of objects that a request
+ * reaches in no particular order, and with 4 KiB pages most of those reaches also miss the
+ * TLB. The cost: resident memory grows by 2 MiB steps.
+ *
  * Installed by use_pool_allocator() (the `weft` command does, before loading the app);
  * nowhere under AddressSanitizer, which must see every block.
  */
@@ -32,12 +38,14 @@
 #define POOL_MAX 512
 #define POOL_CLASSES (POOL_MAX / POOL_QUANTUM)
 #define POOL_RESERVE ((size_t)8 << 30) /* address space only */
+#define POOL_ALIGN ((size_t)2 << 20)   /* a huge page */
 
 typedef struct pool_alloc {
   lua_Alloc prev; /* the allocator of everything not ours */
   void *prev_ud;
   char *base, *end;  /* the reserved range */
   char *next;        /* the arena: [next, end) never handed out yet */
+  int huge_pages;    /* the kernel accepted MADV_HUGEPAGE for the range */
   void *free[POOL_CLASSES + 1];
   size_t blocks_in_use[POOL_CLASSES + 1];
 } pool_alloc_t;
@@ -117,14 +125,20 @@ static int l_use_pool_allocator(lua_State *L) {
   }
   pool_alloc_t *a = calloc(1, sizeof(*a));
   if (a == NULL) return luaL_error(L, "weft: out of memory");
-  void *base = mmap(NULL, POOL_RESERVE, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) {
+  char *raw = mmap(NULL, POOL_RESERVE + POOL_ALIGN, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) {
     free(a);
     lua_pushboolean(L, 0);
     lua_pushliteral(L, "cannot reserve address space");
     return 2;
   }
+  char *base = (char *)(((uintptr_t)raw + POOL_ALIGN - 1) & ~(uintptr_t)(POOL_ALIGN - 1));
+  if (base > raw) munmap(raw, (size_t)(base - raw));
+  munmap(base + POOL_RESERVE, (size_t)(raw + POOL_ALIGN - base)); /* the tail beyond it */
+#ifdef MADV_HUGEPAGE
+  a->huge_pages = madvise(base, POOL_RESERVE, MADV_HUGEPAGE) == 0;
+#endif
   a->prev = f;
   a->prev_ud = ud;
   a->base = a->next = base;
@@ -137,7 +151,8 @@ static int l_use_pool_allocator(lua_State *L) {
 
 /* alloc_stats() -> nil when the pool allocator is not in use, else
  * { arena_bytes = bytes handed out of the arena so far, pooled_bytes = in blocks in use,
- *   free_bytes = in free blocks waiting for reuse } */
+ *   free_bytes = in free blocks waiting for reuse,
+ *   huge_pages = whether the kernel took the range for transparent huge pages } */
 static int l_alloc_stats(lua_State *L) {
   void *ud;
   if (lua_getallocf(L, &ud) != pool_fn) {
@@ -147,13 +162,15 @@ static int l_alloc_stats(lua_State *L) {
   pool_alloc_t *a = ud;
   size_t in_use = 0, arena = (size_t)(a->next - a->base);
   for (size_t c = 1; c <= POOL_CLASSES; c++) in_use += a->blocks_in_use[c] * c * POOL_QUANTUM;
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, (lua_Integer)arena);
   lua_setfield(L, -2, "arena_bytes");
   lua_pushinteger(L, (lua_Integer)in_use);
   lua_setfield(L, -2, "pooled_bytes");
   lua_pushinteger(L, (lua_Integer)(arena - in_use));
   lua_setfield(L, -2, "free_bytes");
+  lua_pushboolean(L, a->huge_pages);
+  lua_setfield(L, -2, "huge_pages");
   return 1;
 }
 
