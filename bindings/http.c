@@ -47,6 +47,7 @@ static void on_request(weft_req_t *r, void *ud) {
   server_ud_t *srv = ud;
   weft_state_t *st = srv->st;
   lua_State *L = st->L;
+  weft_b_young_step(st);
   luaL_checkstack(L, 4, NULL);
   lua_rawgeti(L, LUA_REGISTRYINDEX, srv->handler_ref);
   req_ud_t *rq = lua_newuserdatauv(L, sizeof(*rq), 1);

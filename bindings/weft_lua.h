@@ -56,12 +56,16 @@ typedef struct weft_state {
   uint64_t id_counter;
   int flush_ref;            /* the file flush_soon will flush, or LUA_NOREF */
   uint64_t rng[4];          /* random_hex's generator state, seeded on first use */
+  size_t young_bytes;       /* gc_young: a minor collection between requests once this much
+                               was allocated since the last one (0: Lua's own trigger only) */
+  size_t young_base;        /* the heap's size after that last collection */
 } weft_state_t;
 
 /* module.c */
 weft_state_t *weft_b_state(lua_State *L); /* from upvalue 1 */
 void weft_b_drain(lua_State *L, weft_state_t *st);
 void weft_b_setfuncs(lua_State *L, weft_state_t *st, const luaL_Reg *fns);
+void weft_b_young_step(weft_state_t *st);
 
 /* context.c */
 void weft_b_open_context(lua_State *L, weft_state_t *st);

@@ -43,8 +43,8 @@ describe("weft.tune_gc", function()
     assert.equal("generational", collectgarbage("generational"))
     local heap_kb = collectgarbage("count")
     assert.is_true(minor >= 1 and minor <= 50)
-    -- 256 KiB of young garbage, as a share of the heap, within the bounds
-    local want = math.max(1, math.min(50, math.floor(256 * 100 / heap_kb)))
+    -- 128 KiB of young garbage, as a share of the heap, within the bounds
+    local want = math.max(1, math.min(50, math.floor(128 * 100 / heap_kb)))
     assert.is_true(math.abs(minor - want) <= 1, ("minor %d, expected ~%d"):format(minor, want))
   end)
 
