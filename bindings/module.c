@@ -4,6 +4,7 @@
  */
 #include "weft_lua.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,20 +249,36 @@ static size_t heap_bytes(lua_State *L) {
   return (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
 }
 
-/* Called between requests (before one starts): a minor collection once young_bytes were
+/* Called between requests (before one starts): a collection step once young_next bytes were
  * allocated since the last collection. Lua's own trigger is a share of the heap (at least 1%):
  * with 10,000 components that is ~300 KiB of young objects, and a young generation that size
- * is swept and reused out of cache; this keeps it the same size whatever the app's. */
+ * is swept and reused out of cache; this keeps it the same size whatever the app's.
+ *
+ * The step is Lua's own: the whole heap is added as debt, so Lua runs it as if its trigger had
+ * fired, and makes the major collection when one is due (old objects that died are only freed
+ * by those), a minor one otherwise. A step that freed less than half of what was allocated
+ * since the last one found live data rather than a request's garbage (an app filling a cache;
+ * or the collector, after a major collection that freed too little, doing full ones until one
+ * frees enough): the next waits twice as long, up to 64 times young_bytes. */
 void weft_b_young_step(weft_state_t *st) {
   if (st->young_bytes == 0) return;
   lua_State *L = st->L;
   size_t now = heap_bytes(L);
   if (now < st->young_base) { /* Lua collected since */
     st->young_base = now;
-  } else if (now - st->young_base >= st->young_bytes && lua_gc(L, LUA_GCISRUNNING)) {
-    lua_gc(L, LUA_GCSTEP, 0); /* generational: a minor (or a major when one is due) */
-    st->young_base = heap_bytes(L);
+    return;
   }
+  size_t grown = now - st->young_base;
+  if (grown < st->young_next || !lua_gc(L, LUA_GCISRUNNING)) return;
+  size_t kb = now / 1024 + 1;
+  lua_gc(L, LUA_GCSTEP, kb > INT_MAX ? INT_MAX : (int)kb);
+  size_t after = heap_bytes(L);
+  if (after + grown / 2 > now) { /* freed less than half of it */
+    if (st->young_next < st->young_bytes * 64) st->young_next *= 2;
+  } else {
+    st->young_next = st->young_bytes;
+  }
+  st->young_base = after;
 }
 
 /* gc_young(kb): between requests, a minor collection every kb KiB of allocation; 0 turns it
@@ -270,7 +287,7 @@ static int l_gc_young(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
   lua_Integer kb = luaL_checkinteger(L, 1);
   luaL_argcheck(L, kb >= 0, 1, "must not be negative");
-  st->young_bytes = (size_t)kb * 1024;
+  st->young_bytes = st->young_next = (size_t)kb * 1024;
   st->young_base = heap_bytes(L);
   return 0;
 }

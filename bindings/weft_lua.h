@@ -59,6 +59,8 @@ typedef struct weft_state {
   size_t young_bytes;       /* gc_young: a minor collection between requests once this much
                                was allocated since the last one (0: Lua's own trigger only) */
   size_t young_base;        /* the heap's size after that last collection */
+  size_t young_next;        /* allocation that triggers the next one (young_bytes, or more
+                               after steps that found live data rather than garbage) */
 } weft_state_t;
 
 /* module.c */

@@ -23,6 +23,22 @@ describe("minor collections between requests (weft.core.gc_young)", function()
     assert.is_true(n >= 8, "finalised " .. n .. " of 12")
   end)
 
+  it("still lets Lua make its major collections, which free old objects that died", function()
+    assert.equal("ready", get("/setup?young=32"))
+    assert.equal("held", get("/hold?kb=256"))
+    leave_garbage(6, 24) -- the held objects live through several minor collections: old now
+    assert.equal("dropped", get("/drop"))
+    -- a minor collection never frees old objects; a major one comes once the heap has doubled
+    -- since the last (every step is Lua's, run as if its own trigger had fired)
+    local freed
+    for _ = 1, 60 do
+      get("/grow?kb=256")
+      freed = get("/held_finalized")
+      if freed == "1" then break end
+    end
+    assert.equal("1", freed)
+  end)
+
   it("leaves them to Lua's own trigger when set to 0", function()
     assert.equal("ready", get("/setup?young=0"))
     -- the same ~290 KiB stays below Lua's trigger (200% of the heap, collected just before)
