@@ -292,6 +292,17 @@ static int l_gc_young(lua_State *L) {
   return 0;
 }
 
+/* table_new(narray, nhash): an empty table with room for that many entries, allocated now (the
+ * same as lua_createtable). weft.di builds a singleton's instance with it right after its
+ * declaration ran, so the instance sits in memory beside its methods and is never rehashed. */
+static int l_table_new(lua_State *L) {
+  lua_Integer na = luaL_optinteger(L, 1, 0), nh = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, na >= 0 && na <= (1 << 24), 1, "out of range");
+  luaL_argcheck(L, nh >= 0 && nh <= (1 << 24), 2, "out of range");
+  lua_createtable(L, (int)na, (int)nh);
+  return 1;
+}
+
 int luaopen_weft_core(lua_State *L) {
   luaL_checkversion(L);
   weft_state_t *st = state_get(L);
@@ -300,6 +311,7 @@ int luaopen_weft_core(lua_State *L) {
                                  {"raise_fd_limit", l_raise_fd_limit}, {"etag", l_etag},
                                  {"request_id", l_request_id}, {"random_hex", l_random_hex},
                                  {"flush_soon", l_flush_soon}, {"gc_young", l_gc_young},
+                                 {"table_new", l_table_new},
                                  {NULL, NULL}};
   lua_newtable(L);
   weft_b_setfuncs(L, st, fns);

@@ -108,3 +108,29 @@ describe("weft.core.use_pool_allocator", function()
     assert.equal("nil\n", out)
   end)
 end)
+
+describe("weft.core.table_new", function()
+  it("makes an empty table with room for the entries asked for, and refuses bad sizes", function()
+    local core = require "weft.core"
+    local t = core.table_new(0, 4)
+    assert.same({}, t)
+    assert.is_nil(getmetatable(t))
+    -- room for four fields: filling them allocates nothing more
+    local out = run([[
+      collectgarbage("stop")
+      local t = core.table_new(2, 4)
+      local before = collectgarbage("count")
+      t[1], t[2], t.a, t.b, t.c, t.d = 1, 2, 3, 4, 5, 6
+      local sized = collectgarbage("count") - before
+      local u = {}
+      before = collectgarbage("count")
+      u[1], u[2], u.a, u.b, u.c, u.d = 1, 2, 3, 4, 5, 6
+      print(sized, collectgarbage("count") - before > 0)
+    ]])
+    assert.equal("0.0\ttrue\n", out)
+    assert.are_not.equal(core.table_new(), core.table_new())
+    assert.has_error(function() core.table_new(-1) end)
+    assert.has_error(function() core.table_new(0, -1) end)
+    assert.has_error(function() core.table_new(0, 1 << 30) end)
+  end)
+end)

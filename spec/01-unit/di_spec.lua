@@ -563,6 +563,28 @@ describe("weft.di", function()
       assert.equal(2, n)
     end)
 
+    it("gives each loaded singleton its methods and injections as its own fields, per container", function()
+      local dir = tmpdir()
+      write(dir .. "/dep.lua", [[return { name = "Dep", id = function() return "dep" end }]])
+      write(dir .. "/svc.lua", [[return {
+        { name = "Svc", inject = { "Dep", other = "Other" },
+          init = function(self) self.ready = true end,
+          hello = function(self) return "hi " .. self.Dep.id() .. " " .. self.other:n() end },
+        { name = "Other", scope = "transient", n = function() return 7 end },
+      }]])
+      local a, b = di.container():load(dir), di.container():load(dir)
+      local sa, sb = wtest.component(a, "Svc"), wtest.component(b, "Svc")
+      assert.are_not.equal(sa, sb)
+      assert.equal("hi dep 7", sa:hello())
+      assert.equal("function", type(rawget(sa, "hello")))   -- a call is one read of the instance
+      assert.equal(wtest.component(a, "Dep"), rawget(sa, "Dep"))
+      assert.equal(wtest.component(b, "Dep"), rawget(sb, "Dep"))
+      assert.are_not.equal(rawget(sa, "Dep"), rawget(sb, "Dep"))
+      assert.is_true(sa.ready)
+      assert.equal("Svc", sa.name)                          -- the declaration is its class
+      assert.equal(2, a:stats().singletons_created)         -- Svc and Dep; Other is transient
+    end)
+
     it("fails on a private component used from another module's folder", function()
       local dir = tmpdir()
       write(dir .. "/shop/cart.lua", [[return { name = "Cart", access = "private" }]])
