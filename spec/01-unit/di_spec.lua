@@ -601,9 +601,11 @@ describe("weft.di", function()
       local c = di.container():load(dir)
       assert.equal("shop", c:info("Svc").module)
       write(dir .. "/zzz.lua", [[return 42]])
-      assert.has_error(function() di.container():load(dir) end,
+      local c2 = di.container()
+      assert.has_error(function() c2:load(dir) end,
         ("weft.di: %s/zzz.lua must return a component declaration or a list of them (got number)")
           :format(dir))
+      assert.same({}, c2:names())   -- every file runs before any is declared
       assert.has_error(function() di.container():load(dir .. "/missing") end,
         ("weft.di: cannot read the folder '%s/missing'"):format(dir))
     end)
