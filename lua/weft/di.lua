@@ -166,7 +166,7 @@ local function build(c, comp, scope, owner)
     -- table read, as on a plain Lua module (not a read through the metatable to the class).
     -- Its table was made, sized, when its file was loaded (see Container:load), or is made
     -- sized now: filling it never rehashes.
-    inst = comp.shell or table_new(0, comp.nfields)
+    inst = comp.shell or table_new(0, instance_size(comp.decl))
     comp.shell = nil
     setmetatable(inst, comp.mt)
     for k, v in pairs(comp.decl) do
@@ -490,10 +490,7 @@ function Container:declare(decl, opts)
     name = name, decl = decl, scope = scope, access = access, idx = idx, deps = deps,
     module = decl.module or opts.module, file = opts.file, init = decl.init, destroy = decl.destroy,
   }
-  if scope == "singleton" then
-    comp.nfields = instance_size(decl)
-    comp.shell = opts.shells and opts.shells[decl]
-  end
+  if scope == "singleton" then comp.shell = opts.shells and opts.shells[decl] end
   local mt = { __index = decl, __name = "weft.di component '" .. name .. "'" }
   for k, v in pairs(decl) do
     if type(k) == "string" and k:sub(1, 2) == "__" and k ~= "__index" then mt[k] = v end
