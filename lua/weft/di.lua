@@ -57,6 +57,11 @@ local ACCESS = { public = true, private = true }
 local RESERVED = { name = true, scope = true, inject = true, access = true, module = true,
   init = true, destroy = true }
 
+-- A file or a declare() call may give a list of declarations instead of one
+local function is_list(decl)
+  return type(decl) == "table" and decl.name == nil and decl[1] ~= nil
+end
+
 -- A field of a declaration that a singleton instance gets as its own (see build)
 local function is_method(k, v)
   return type(v) == "function" and not RESERVED[k] and not (type(k) == "string" and k:find("^__"))
@@ -474,7 +479,7 @@ di.new = di.container
 function Container:declare(decl, opts)
   opts = opts or {}
   if self._closed then error("weft.di: the container is closed", 2) end
-  if type(decl) == "table" and decl.name == nil and decl[1] ~= nil then
+  if is_list(decl) then
     for _, d in ipairs(decl) do self:declare(d, opts) end
     return self
   end
@@ -560,10 +565,10 @@ function Container:load(dir)
   -- as long (bench/scale touch). Then everything is declared.
   local decls, modules, shells = {}, {}, {}
   local function shell(decl)
-    if type(decl) ~= "table" then return end
-    if decl.name == nil and decl[1] ~= nil then
+    if is_list(decl) then
       for _, d in ipairs(decl) do shell(d) end
-    elseif (decl.scope == nil or decl.scope == "singleton") and shells[decl] == nil then
+    elseif type(decl) == "table" and (decl.scope == nil or decl.scope == "singleton")
+        and shells[decl] == nil then
       shells[decl] = table_new(0, instance_size(decl))
     end
   end
