@@ -588,7 +588,13 @@ function Container:load(dir)
   for i, path in ipairs(files) do
     self:declare(decls[i], { file = path, module = modules[i] or nil, shells = shells })
   end
-  return self:validate()
+  self:validate()
+  -- Under the pool allocator, while the process starts: collect the load's garbage and leave
+  -- its holes unused, so that what the app makes next (routes, handlers) and its requests'
+  -- objects sit together in fresh memory instead of one per page through the whole heap
+  -- (bench/scale /fixed at 10,000 components: 0.8x of N = 1 without this, ~1.0x with it).
+  core.alloc_fresh()
+  return self
 end
 
 --- Checks the whole graph: every injected name is declared, no private component is injected

@@ -68,7 +68,9 @@ end
 -- the size of the app. Returns the minor multiplier chosen (percent).
 function weft.tune_gc(young_kb)
   young_kb = young_kb or 128
-  collectgarbage("collect")
+  -- a full collection; under the pool allocator also the last fresh start: the holes the load
+  -- left are not reused, so the requests' objects cycle through fresh memory (see alloc.c)
+  if not core.alloc_fresh(true) then collectgarbage("collect") end
   local heap_kb = collectgarbage("count")
   local minor = math.max(1, math.min(50, math.floor(young_kb * 100 / heap_kb)))
   collectgarbage("generational", minor, 100)

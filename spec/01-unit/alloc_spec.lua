@@ -109,6 +109,89 @@ describe("weft.core.use_pool_allocator", function()
   end)
 end)
 
+describe("weft.core.alloc_fresh", function()
+  -- Makes 20,000 small tables, drops them and collects; then makes 20,000 more and prints how
+  -- many of the new tables sit at an address one of the dropped ones had.
+  local REUSE = [[
+    local function addresses(n)
+      local keep, seen = {}, {}
+      for i = 1, n do keep[i] = { i } seen[string.format("%p", keep[i])] = true end
+      return keep, seen
+    end
+    local function reused(seen)
+      local keep, now = addresses(20000)
+      local same = 0
+      for a in pairs(now) do if seen[a] then same = same + 1 end end
+      return same, keep
+    end
+  ]]
+
+  it("says why it did nothing when the pool allocator is not in use", function()
+    local out, code = run("print(core.alloc_fresh()) print(core.alloc_fresh(true))")
+    assert.equal(0, code)
+    assert.equal("false\tthe pool allocator is not in use\n"
+      .. "false\tthe pool allocator is not in use\n", out)
+  end)
+
+  it("leaves every block freed so far unused, until it is sealed", function()
+    if not available then return end
+    local out, code = run(REUSE .. [[
+      assert(core.use_pool_allocator())
+      -- without it, freed blocks are handed out again
+      local seen = select(2, addresses(20000))
+      collectgarbage() collectgarbage()
+      local plain = reused(seen)
+      -- with it, none of them (it collects first: the dropped tables need no collection here)
+      local seen2 = select(2, addresses(20000))
+      local stats0 = core.alloc_stats()
+      local bytes = core.alloc_fresh()
+      local stats1 = core.alloc_stats()
+      local fresh = reused(seen2)
+      print(plain > 10000, fresh, bytes > 20000 * 16,
+            stats1.abandoned_bytes - stats0.abandoned_bytes == bytes, stats1.sealed)
+      -- sealed: the last fresh start; later calls do nothing, and freed blocks are reused
+      assert(core.alloc_fresh(true))
+      print(core.alloc_fresh())
+      local seen3 = select(2, addresses(20000))
+      collectgarbage() collectgarbage()
+      print(reused(seen3) > 10000, core.alloc_stats().sealed)
+    ]])
+    assert.equal(0, code)
+    assert.equal("true\t0\ttrue\ttrue\tfalse\nfalse\tsealed\ntrue\ttrue\n", out)
+  end)
+
+  it("is what a container's load and weft.tune_gc end with", function()
+    if not available then return end
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    for i = 1, 300 do
+      local f = assert(io.open(("%s/c%d.lua"):format(dir, i), "w"))
+      f:write(("return { name = 'C%d', ping = function() return %d end }\n"):format(i, i))
+      f:close()
+    end
+    local out, code = run(([[
+      assert(core.use_pool_allocator())
+      local weft = require "weft"
+      local before = core.alloc_stats().abandoned_bytes
+      local c = weft.di.container()
+      c:load(%q)
+      local loaded = core.alloc_stats()
+      print(c:get("C7"):ping(), loaded.abandoned_bytes > before, loaded.sealed)
+      weft.tune_gc()
+      local tuned = core.alloc_stats()
+      print(tuned.abandoned_bytes >= loaded.abandoned_bytes, tuned.sealed)
+      -- a load once the process runs (sealed) leaves its holes to be reused
+      local c2 = weft.di.container()
+      c2:load(%q)
+      print(c2:get("C9"):ping(), core.alloc_stats().abandoned_bytes == tuned.abandoned_bytes)
+    ]]):format(dir, dir))
+    os.execute("rm -rf " .. dir)
+    assert.equal(0, code)
+    assert.equal("7\ttrue\tfalse\ntrue\ttrue\n9\ttrue\n", out)
+  end)
+end)
+
 describe("weft.core.table_new", function()
   it("makes an empty table with room for the entries asked for, and refuses bad sizes", function()
     local core = require "weft.core"

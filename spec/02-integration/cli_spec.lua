@@ -63,6 +63,7 @@ describe("the weft command", function()
       local srv = ps.start("spec/fixtures/alloc_app.lua" .. flags)
       local which = ps.curl(srv:url("/allocator"))
       assert.equal((flags == "" and not sanitized) and "pool" or "system", which)
+      assert.equal(which == "pool" and "true" or "nil", (ps.curl(srv:url("/sealed"))))
       local got = {}
       for _, n in ipairs { 10, 3000, 20000 } do
         got[#got + 1] = ps.curl(srv:url("/churn?n=" .. n))
