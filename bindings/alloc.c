@@ -30,7 +30,7 @@
  * component touches a few dozen. That costs one TLB miss per page, and on machines whose kernel
  * flushes the TLB at every system call (page-table isolation without PCID, as in many VMs) it
  * costs them again after every read and write: measured at 10,000 components, a request took
- * 12.3 us instead of 9.3 at one component; with the holes left unused, 10.5. So at the end of a
+ * 12.3 us instead of 9.2 at one component; with the holes left unused, 10.0. So at the end of a
  * big load (weft.di's container:load) and once the app is loaded (weft.tune_gc), the free lists
  * are dropped: those blocks are never handed out again (their bytes are counted, a few hundred
  * per component loaded) and new blocks come from the untouched arena, one after another, where
