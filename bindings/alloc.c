@@ -166,6 +166,12 @@ static int l_use_pool_allocator(lua_State *L) {
 #endif
 }
 
+static size_t in_use_bytes(const pool_alloc_t *a) {
+  size_t n = 0;
+  for (size_t c = 1; c <= POOL_CLASSES; c++) n += a->blocks_in_use[c] * c * POOL_QUANTUM;
+  return n;
+}
+
 /* alloc_fresh([seal]) -> bytes abandoned, or false and why not. Runs a full collection, then
  * drops every free block (see the top of this file); with seal true, the last time. */
 static int l_alloc_fresh(lua_State *L) {
@@ -183,13 +189,9 @@ static int l_alloc_fresh(lua_State *L) {
     return 2;
   }
   lua_gc(L, LUA_GCCOLLECT);
-  size_t bytes = 0;
-  for (size_t c = 1; c <= POOL_CLASSES; c++) {
-    size_t n = 0;
-    for (void **p = a->free[c]; p != NULL; p = *p) n++;
-    bytes += n * c * POOL_QUANTUM;
-    a->free[c] = NULL;
-  }
+  /* every byte of the arena not in use and not abandoned before is on a free list */
+  size_t bytes = (size_t)(a->next - a->base) - in_use_bytes(a) - a->abandoned;
+  memset(a->free, 0, sizeof(a->free));
   a->abandoned += bytes;
   if (seal) a->sealed = 1;
   lua_pushinteger(L, (lua_Integer)bytes);
@@ -208,8 +210,7 @@ static int l_alloc_stats(lua_State *L) {
     return 1;
   }
   pool_alloc_t *a = ud;
-  size_t in_use = 0, arena = (size_t)(a->next - a->base);
-  for (size_t c = 1; c <= POOL_CLASSES; c++) in_use += a->blocks_in_use[c] * c * POOL_QUANTUM;
+  size_t in_use = in_use_bytes(a), arena = (size_t)(a->next - a->base);
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)arena);
   lua_setfield(L, -2, "arena_bytes");

@@ -315,7 +315,7 @@ local function new_scope(c)
   local stats = c._stats
   stats.scopes = stats.scopes + 1
   stats.scopes_active = stats.scopes_active + 1
-  return setmetatable({ _c = c, _ended = false }, Scope) -- (both keys made here: no resize at the end)
+  return setmetatable({ _c = c }, Scope)
 end
 
 local function run_in_scope(scope, fn, ...)
