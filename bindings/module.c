@@ -323,6 +323,7 @@ int luaopen_weft_core(lua_State *L) {
   weft_b_open_fs(L, st);
   weft_b_open_json(L, st);
   weft_b_open_alloc(L, st);
+  weft_b_open_url(L, st);
 
   /* Plain coroutines keep the context they were created in: replace the global functions. */
   lua_getglobal(L, "coroutine");

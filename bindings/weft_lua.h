@@ -112,6 +112,9 @@ void weft_b_report_error(weft_state_t *st, int idx); /* an error record at idx o
 /* http.c */
 void weft_b_open_http(lua_State *L, weft_state_t *st);
 
+/* url.c: url_decode */
+void weft_b_open_url(lua_State *L, weft_state_t *st);
+
 /* fs.c: fs_stat, fs_lstat, fs_realpath, fs_open and the file userdata */
 void weft_b_open_fs(lua_State *L, weft_state_t *st);
 

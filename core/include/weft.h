@@ -8,6 +8,7 @@
  *   3. continuations      weft_timer_*, weft_defer   capture the frame at registration
  *   4. HTTP/1.1 server    weft_server_*, weft_req_*, weft_res_*
  *   5. files              weft_fs_*       asynchronous, on libuv's thread pool
+ *   6. URLs               weft_url_*, weft_utf8_*   percent-decoding, UTF-8 validation
  *
  * Conventions (libuv's): functions return 0 or a negative libuv error code (UV_E*); memory a
  * function hands out is released by the matching *_release / *_free / close call.
@@ -310,6 +311,25 @@ int weft_fs_realpath(weft_loop_t *loop, const char *path, weft_fs_cb cb, void *d
 
 /* File operations queued and not yet called back, on every loop (diagnostics and tests). */
 size_t weft_fs_pending(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* 6. URLs                                                                                     */
+
+enum {
+  WEFT_URL_PLUS = 1,   /* '+' decodes to ' ' (query strings and form bodies) */
+  WEFT_URL_LENIENT = 2 /* a '%' that starts no escape is kept as it is, and the bytes decoded
+                          are not checked for UTF-8 */
+};
+
+/* Percent-decodes in[0, len) into out (room for len bytes; out may equal in; NULL only
+ * validates) and returns the decoded length. Strict by default: UV_EINVAL when a '%' is not
+ * followed by two hex digits, UV_EILSEQ when the bytes decoded are not UTF-8. The core applies
+ * this check to the path of every request before handing it out (400 when it fails). */
+long weft_url_decode(const char *in, size_t len, char *out, unsigned flags);
+
+/* The length of the longest prefix of s[0, len) that is complete, valid UTF-8 (RFC 3629):
+ * len when all of it is. */
+size_t weft_utf8_check(const char *s, size_t len);
 
 #ifdef __cplusplus
 }

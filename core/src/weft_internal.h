@@ -112,6 +112,10 @@ struct weft__conn {
   } parser;
   int h1_event;  /* what the last llhttp callback paused for */
   int h1_status; /* the HTTP status a limit violation asks for, 0 if none */
+  const char *h1_data; /* the input of the llhttp_execute in progress */
+  uint64_t h1_abs;     /* stream position of h1_data: bytes parsed before this execute */
+  uint64_t body_start; /* stream position where the body began */
+  uint64_t chunk_line_start, chunk_data_end; /* chunked framing: see http1.c */
 
   /* Read buffer: [0, hend) the pinned head of the active request (or the head in progress,
    * which always starts at 0), [rpos, rlen) unparsed input. */
@@ -132,6 +136,9 @@ struct weft__conn {
   unsigned is_head : 1;       /* HEAD request */
   unsigned keep_alive : 1;    /* the connection may carry another request after this one */
   unsigned body_expected : 1; /* Content-Length > 0 or chunked */
+  unsigned chunked : 1;       /* the body is chunked */
+  unsigned chunk_line_open : 1; /* a chunk-size line is being parsed */
+  unsigned chunk_last : 1;    /* the last chunk (size 0) has begun */
   unsigned expect_continue : 1;
   unsigned continue_sent : 1;
   unsigned msg_done : 1;      /* the whole request (body included) has been parsed */

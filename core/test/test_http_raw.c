@@ -2,272 +2,7 @@
  * test_http_raw.c — HTTP/1.1 connections driven without a socket: bytes are fed in as if read,
  * and a recording io collects what the core writes.
  */
-#include "weft_internal.h"
-
-#include "test_util.h"
-
-/* ---- a recording io ---- */
-
-typedef struct pend {
-  weft__wbuf_t *w;
-  char *data;
-  size_t len;
-  struct pend *next;
-} pend_t;
-
-typedef struct tio {
-  weft__conn_t *c;
-  char *out; /* everything written, NUL-terminated */
-  size_t len, cap;
-  int reading, shut_req, shut, closed;
-  int blocked; /* try_write says EAGAIN and writes wait for tio_unblock */
-  pend_t *head, *tail;
-  size_t queued;
-} tio_t;
-
-static void tio_append(tio_t *t, const char *p, size_t n) {
-  if (t->len + n + 1 > t->cap) {
-    t->cap = (t->len + n + 1) * 2;
-    t->out = realloc(t->out, t->cap);
-  }
-  memcpy(t->out + t->len, p, n);
-  t->len += n;
-  t->out[t->len] = '\0';
-}
-
-static tio_t *tio(weft__conn_t *c) { return weft__conn_io_ud(c); }
-
-static int tio_read_start(weft__conn_t *c) {
-  tio(c)->reading = 1;
-  return 0;
-}
-
-static void tio_read_stop(weft__conn_t *c) { tio(c)->reading = 0; }
-
-static int tio_try_write(weft__conn_t *c, const uv_buf_t *b, unsigned n) {
-  tio_t *t = tio(c);
-  CHECK(!t->closed && !t->shut_req);
-  if (t->blocked || t->head != NULL) return UV_EAGAIN;
-  size_t total = 0;
-  for (unsigned i = 0; i < n; i++) {
-    tio_append(t, b[i].base, b[i].len);
-    total += b[i].len;
-  }
-  return (int)total;
-}
-
-static void tio_flush(tio_t *t) {
-  while (t->head != NULL && !t->blocked) {
-    pend_t *p = t->head;
-    t->head = p->next;
-    if (t->head == NULL) t->tail = NULL;
-    tio_append(t, p->data, p->len);
-    t->queued -= p->len;
-    weft__wbuf_t *w = p->w;
-    free(p->data);
-    free(p);
-    weft__conn_write_done(t->c, w, 0);
-  }
-  if (t->head == NULL && t->shut_req && !t->shut && !t->closed) {
-    t->shut = 1;
-    weft__conn_shutdown_done(t->c, 0);
-  }
-}
-
-static int tio_write(weft__conn_t *c, weft__wbuf_t *w, const uv_buf_t *b, unsigned n) {
-  tio_t *t = tio(c);
-  CHECK(!t->closed && !t->shut_req);
-  pend_t *p = calloc(1, sizeof(*p));
-  p->w = w;
-  for (unsigned i = 0; i < n; i++)
-    p->len += b[i].len;
-  p->data = malloc(p->len);
-  size_t off = 0;
-  for (unsigned i = 0; i < n; i++) {
-    memcpy(p->data + off, b[i].base, b[i].len);
-    off += b[i].len;
-  }
-  if (t->tail)
-    t->tail->next = p;
-  else
-    t->head = p;
-  t->tail = p;
-  t->queued += p->len;
-  tio_flush(t); /* completes synchronously unless blocked: the core must cope */
-  return 0;
-}
-
-static size_t tio_queued(weft__conn_t *c) { return tio(c)->queued; }
-
-static int tio_shutdown(weft__conn_t *c) {
-  tio_t *t = tio(c);
-  CHECK(!t->shut_req);
-  t->shut_req = 1;
-  tio_flush(t);
-  return 0;
-}
-
-static void tio_close(weft__conn_t *c) {
-  tio_t *t = tio(c);
-  CHECK(!t->closed);
-  t->closed = 1;
-  t->reading = 0;
-  while (t->head != NULL) {
-    pend_t *p = t->head;
-    t->head = p->next;
-    t->queued -= p->len;
-    weft__conn_write_done(c, p->w, UV_ECANCELED);
-    free(p->data);
-    free(p);
-  }
-  t->tail = NULL;
-  if (t->shut_req && !t->shut) weft__conn_shutdown_done(c, UV_ECANCELED);
-  weft__conn_io_closed(c);
-}
-
-static const weft__conn_io_t tio_vt = {tio_read_start, tio_read_stop, tio_try_write, tio_write,
-                                       tio_queued,     tio_shutdown,  tio_close,     NULL};
-
-static void tio_unblock(tio_t *t) {
-  t->blocked = 0;
-  tio_flush(t);
-}
-
-/* ---- the environment of one test ---- */
-
-typedef void (*handler_t)(weft_req_t *r);
-
-static struct {
-  uv_loop_t uv;
-  weft_loop_t *loop;
-  weft_server_t *srv;
-  weft__conn_t *c;
-  tio_t io;
-  handler_t handler;
-  int closed;
-  int nreq;
-  char order[256];
-  weft_req_t *req; /* a request the test holds on to */
-  int body_status;
-  char body[256];
-  size_t body_len;
-  int body_calls;
-  int drained;
-  weft_ctx_key_t *key;
-  size_t frames0;
-} E;
-
-static void dispatch(weft_req_t *r, void *ud) {
-  WEFT__UNUSED(ud);
-  const char *t = weft_req_target(r, NULL);
-  if (strlen(E.order) + strlen(t) < sizeof(E.order)) strcat(E.order, t);
-  E.handler(r);
-}
-
-static weft_limits_t test_limits(void) {
-  weft_limits_t l;
-  weft_limits_default(&l);
-  l.linger_timeout = 50;
-  return l;
-}
-
-static void env_open_with(handler_t h, const weft_limits_t *lim) {
-  memset(&E, 0, sizeof(E));
-  E.frames0 = weft_ctx_live_frames();
-  CHECK_INT(uv_loop_init(&E.uv), 0);
-  CHECK_INT(weft_loop_new(&E.loop, &E.uv), 0);
-  weft_server_config_t cfg = {0};
-  weft_limits_t l = lim != NULL ? *lim : test_limits();
-  cfg.limits = &l;
-  cfg.on_request = dispatch;
-  E.handler = h;
-  CHECK_INT(weft__server_new_detached(E.loop, &cfg, &E.srv), 0);
-  E.c = weft__conn_new(E.srv, &tio_vt, &E.io);
-  CHECK(E.c != NULL);
-  E.io.c = E.c;
-  CHECK(E.io.reading);
-  tio_append(&E.io, "", 0);
-}
-
-static void env_open(handler_t h) { env_open_with(h, NULL); }
-
-static void spin(void) {
-  for (int i = 0; i < 20; i++)
-    uv_run(&E.uv, UV_RUN_NOWAIT);
-}
-
-static void on_closed(weft_server_t *s, void *ud) {
-  WEFT__UNUSED(s);
-  WEFT__UNUSED(ud);
-  E.closed = 1;
-}
-
-static void env_close(void) {
-  weft_server_close(E.srv, on_closed, NULL);
-  weft_server_close(E.srv, on_closed, NULL); /* a second call is ignored */
-  while (!E.closed)
-    uv_run(&E.uv, UV_RUN_ONCE);
-  weft_loop_free(E.loop);
-  CHECK_INT(uv_loop_close(&E.uv), 0); /* no handle left behind */
-  CHECK_INT(weft_ctx_live_frames(), E.frames0);
-  free(E.io.out);
-}
-
-static void feed(const char *s) { CHECK_INT(weft__conn_feed(E.c, s, strlen(s)), strlen(s)); }
-
-static void reset_out(void) {
-  E.io.len = 0;
-  E.io.out[0] = '\0';
-}
-
-/* ---- handlers ---- */
-
-static const weft_header_t text_plain[] = {{"Content-Type", 12, "text/plain", 10}};
-
-/* Answers with the target as the body. */
-static void h_echo_target(weft_req_t *r) {
-  size_t n;
-  const char *t = weft_req_target(r, &n);
-  char body[300];
-  int len = snprintf(body, sizeof(body), "body:%.*s;", (int)n, t);
-  CHECK_INT(weft_res_send(r, 200, text_plain, 1, body, (size_t)len), 0);
-  weft_req_release(r);
-  E.nreq++;
-}
-
-static void h_hold(weft_req_t *r) {
-  E.req = r;
-  E.nreq++;
-}
-
-static void on_body(weft_req_t *r, int status, const char *data, size_t len, void *ud) {
-  WEFT__UNUSED(ud);
-  E.body_calls++;
-  E.body_status = status;
-  CHECK(len < sizeof(E.body));
-  if (status == 0) {
-    CHECK(data != NULL);
-    memcpy(E.body, data, len);
-  }
-  E.body_len = len;
-  E.body[len] = '\0';
-  if (status == 0) {
-    char out[300];
-    int n = snprintf(out, sizeof(out), "got:%s;", E.body);
-    int alive = weft_req_alive(r);
-    CHECK_INT(weft_res_send(r, 200, NULL, 0, out, (size_t)n), alive ? 0 : UV_ECONNRESET);
-  } else {
-    /* the core answered (413/408/400), or nobody is left to answer */
-    int rc = weft_res_send(r, 200, NULL, 0, "x", 1);
-    CHECK_INT(rc, status == UV_ECONNRESET ? UV_ECONNRESET : UV_EALREADY);
-  }
-  weft_req_release(r);
-}
-
-static void h_read_body(weft_req_t *r) {
-  E.nreq++;
-  CHECK_INT(weft_req_read_body(r, on_body, NULL), 0);
-}
+#include "test_conn.h"
 
 /* ---- tests ---- */
 
@@ -383,7 +118,7 @@ static void test_keep_alive(void) {
 
   /* Connection: close from a 1.1 client; a request pipelined after it is not served */
   env_open(h_echo_target);
-  feed("GET /a HTTP/1.1\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+  feed("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK_INT(E.nreq, 1);
   CHECK_HAS(E.io.out, "\r\nConnection: close\r\n");
   CHECK_HASNT(E.io.out, "body:/b;");
@@ -427,7 +162,7 @@ static void test_pipeline_backpressure(void) {
   size_t len = 0;
   int n = 0;
   while (len + 40 < sizeof(big)) {
-    len += (size_t)snprintf(big + len, sizeof(big) - len, "GET /%d HTTP/1.1\r\n\r\n", n);
+    len += (size_t)snprintf(big + len, sizeof(big) - len, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", n);
     n++;
   }
   size_t took = weft__conn_feed(E.c, big, len);
@@ -490,14 +225,14 @@ static void test_bodies(void) {
   /* chunked, in one piece with the next request behind it */
   reset_out();
   E.body_calls = 0;
-  feed("POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-       "POST /c HTTP/1.1\r\nContent-Length: 2\r\n\r\nxy");
+  feed("POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+       "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nxy");
   CHECK_INT(E.body_calls, 2);
   CHECK_HAS(E.io.out, "got:abc;");
   CHECK_HAS(E.io.out, "got:xy;");
   /* a body-less request reads an empty body */
   reset_out();
-  feed("GET /d HTTP/1.1\r\n\r\n");
+  feed("GET /d HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK_INT(E.body_calls, 3);
   CHECK_INT(E.body_len, 0);
   CHECK_HAS(E.io.out, "got:;");
@@ -505,7 +240,7 @@ static void test_bodies(void) {
 
   /* the read asked for after the body is complete answers at once */
   env_open(h_hold);
-  feed("PUT /e HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz");
+  feed("PUT /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz");
   CHECK_INT(weft_req_read_body(E.req, on_body, NULL), 0);
   CHECK_INT(E.body_calls, 1);
   CHECK(strcmp(E.body, "xyz") == 0);
@@ -513,9 +248,9 @@ static void test_bodies(void) {
 
   /* a handler that answers without reading: the body is discarded, the connection goes on */
   env_open(h_echo_target);
-  feed("POST /f HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234");
+  feed("POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234");
   CHECK_HAS(E.io.out, "body:/f;");
-  feed("56789GET /g HTTP/1.1\r\n\r\n");
+  feed("56789GET /g HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK_HAS(E.io.out, "body:/g;");
   CHECK(!E.io.shut_req);
   env_close();
@@ -546,58 +281,39 @@ static void test_expect_continue(void) {
   env_close();
 }
 
-static void h_never(weft_req_t *r) {
-  WEFT__UNUSED(r);
-  CHECK(0 && "the handler must not run");
-}
-
-static void expect_error(const char *req, const char *status, const weft_limits_t *l) {
-  env_open_with(h_never, l);
-  feed(req);
-  CHECK(strncmp(E.io.out, status, strlen(status)) == 0);
-  CHECK_HAS(E.io.out, "\r\nConnection: close\r\n");
-  CHECK_HAS(E.io.out, "\r\nContent-Type: text/plain; charset=utf-8\r\n");
-  CHECK(E.io.shut_req);
-  CHECK(!E.io.closed);                                /* lingering */
-  CHECK_INT(weft__conn_feed(E.c, "more junk", 9), 9); /* and discarding */
-  CHECK_INT(weft_test_count(E.io.out, "HTTP/1.1"), 1);
-  spin();
-  env_close();
-}
-
 static void test_bad_input(void) {
-  expect_error("GARBAGE / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n", NULL);
-  expect_error("GET / HTTP/1.1\r\nBad Header\r\n\r\n", "HTTP/1.1 400 ", NULL);
+  expect_error("GARBAGE / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n", NULL);
+  expect_error("GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", "HTTP/1.1 400 ", NULL);
   expect_error("GET / HTTP/9.1\r\n\r\n", "HTTP/1.1 400 ", NULL);
-  expect_error("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+  expect_error("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
                "0\r\n\r\n",
                "HTTP/1.1 400 ", NULL);
-  expect_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+  expect_error("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
                "0\r\n\r\n",
                "HTTP/1.1 400 ", NULL);
-  expect_error("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", "HTTP/1.1 400 ", NULL);
-  expect_error("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "HTTP/1.1 400 ",
+  expect_error("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "HTTP/1.1 400 ", NULL);
+  expect_error("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "HTTP/1.1 400 ",
                NULL);
 
   weft_limits_t l = test_limits();
   l.max_url = 64;
   char req[512];
-  snprintf(req, sizeof(req), "GET /%0100d HTTP/1.1\r\n\r\n", 0);
+  snprintf(req, sizeof(req), "GET /%0100d HTTP/1.1\r\nHost: x\r\n\r\n", 0);
   expect_error(req, "HTTP/1.1 414 URI Too Long\r\n", &l);
 
   l = test_limits();
   l.max_header_bytes = 256;
-  snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Big: %0300d\r\n\r\n", 0);
+  snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %0300d\r\n\r\n", 0);
   expect_error(req, "HTTP/1.1 431 Request Header Fields Too Large\r\n", &l);
 
   l = test_limits();
   l.max_headers = 5;
-  expect_error("GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\ne: 5\r\nf: 6\r\n\r\n",
+  expect_error("GET / HTTP/1.1\r\nHost: x\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\ne: 5\r\nf: 6\r\n\r\n",
                "HTTP/1.1 431 ", &l);
 
   l = test_limits();
   l.max_body = 16;
-  expect_error("POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n0123456789",
+  expect_error("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
                "HTTP/1.1 413 Content Too Large\r\n", &l);
 }
 
@@ -607,7 +323,7 @@ static void test_limits_within(void) {
   l.max_headers = 5;
   l.max_body = 10;
   env_open_with(h_read_body, &l);
-  feed("POST / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\nContent-Length: 10\r\n\r\n0123456789");
+  feed("POST / HTTP/1.1\r\nHost: x\r\na: 1\r\nb: 2\r\nc: 3\r\nContent-Length: 10\r\n\r\n0123456789");
   CHECK_HAS(E.io.out, "got:0123456789;");
   env_close();
 }
@@ -617,7 +333,7 @@ static void test_chunked_too_large(void) {
   l.max_body = 16;
   /* the handler waits for the body: it learns UV_E2BIG, the core answered 413 */
   env_open_with(h_read_body, &l);
-  feed("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n");
+  feed("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n");
   CHECK_INT(E.body_calls, 0);
   feed("a\r\n0123456789\r\n");
   CHECK_INT(E.body_calls, 1);
@@ -628,7 +344,7 @@ static void test_chunked_too_large(void) {
 
   /* the handler reads later: same answer */
   env_open_with(h_hold, &l);
-  feed("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n14\r\n01234567890123456789\r\n");
+  feed("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n14\r\n01234567890123456789\r\n");
   CHECK(strncmp(E.io.out, "HTTP/1.1 413 ", 13) == 0);
   CHECK(!weft_req_alive(E.req));
   CHECK_INT(weft_req_read_body(E.req, on_body, NULL), 0);
@@ -637,7 +353,7 @@ static void test_chunked_too_large(void) {
 
   /* the handler already streams: the connection is just closed */
   env_open_with(h_hold, &l);
-  feed("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+  feed("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
   CHECK_INT(weft_res_start(E.req, 200, NULL, 0), 0);
   reset_out();
   feed("14\r\n01234567890123456789\r\n");
@@ -669,7 +385,7 @@ static void h_stream(weft_req_t *r) {
 
 static void test_streaming(void) {
   env_open(h_stream);
-  feed("GET / HTTP/1.1\r\n\r\n");
+  feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK_HAS(E.io.out, "\r\nTransfer-Encoding: chunked\r\n");
   CHECK_HAS(E.io.out, "\r\nX-A: 1\r\n");
   CHECK_HASNT(E.io.out, "Content-Length");
@@ -692,20 +408,20 @@ static void test_streaming(void) {
 
 static void test_release_unanswered(void) {
   env_open(h_hold);
-  feed("GET / HTTP/1.1\r\n\r\n");
+  feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK_INT(E.io.len, 0);
   weft_req_release(E.req);
   CHECK(strncmp(E.io.out, "HTTP/1.1 500 Internal Server Error\r\n", 36) == 0);
   CHECK(!E.io.shut_req); /* the connection itself is fine */
   reset_out();
   E.handler = h_echo_target;
-  feed("GET /next HTTP/1.1\r\n\r\n");
+  feed("GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK_HAS(E.io.out, "body:/next;");
   env_close();
 
   /* releasing an unfinished stream cuts the connection: the client must see it is cut short */
   env_open(h_hold);
-  feed("GET / HTTP/1.1\r\n\r\n");
+  feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK_INT(weft_res_start(E.req, 200, NULL, 0), 0);
   weft_req_release(E.req);
   CHECK(E.io.closed);
@@ -747,13 +463,13 @@ static void h_headers(weft_req_t *r) {
 
 static void test_response_headers(void) {
   env_open(h_headers);
-  feed("GET /bad HTTP/1.1\r\n\r\n");
+  feed("GET /bad HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(strncmp(E.io.out, "HTTP/1.1 204 No Content\r\n", 25) == 0);
   CHECK_HASNT(E.io.out, "Content-Length");
   CHECK_HASNT(E.io.out, "ignored");
   CHECK_HASNT(E.io.out, "Injected");
   reset_out();
-  feed("GET /framing HTTP/1.1\r\n\r\n");
+  feed("GET /framing HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(strncmp(E.io.out, "HTTP/1.1 201 Created\r\n", 22) == 0);
   CHECK_HAS(E.io.out, "\r\nContent-Length: 3\r\n");
   CHECK_HASNT(E.io.out, "999");
@@ -762,11 +478,11 @@ static void test_response_headers(void) {
   CHECK_INT(weft_test_count(E.io.out, "Date:"), 1);
   CHECK_HAS(E.io.out, "\r\nX-B: \r\n");
   reset_out();
-  feed("GET /early HTTP/1.1\r\n\r\n");
+  feed("GET /early HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(strncmp(E.io.out, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 299 \r\n", 53) ==
         0);
   reset_out();
-  feed("GET /close HTTP/1.1\r\n\r\n");
+  feed("GET /close HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK_HAS(E.io.out, "\r\nConnection: Close\r\n");
   CHECK_INT(weft_test_count(E.io.out, "onnection"), 1);
   CHECK(E.io.shut_req);
@@ -776,7 +492,7 @@ static void test_response_headers(void) {
 
 static void test_disconnect(void) {
   env_open(h_hold);
-  feed("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n012");
+  feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n012");
   E.body_calls = 0;
   CHECK_INT(weft_req_read_body(E.req, on_body, NULL), 0);
   weft__conn_eof(E.c); /* gone mid-body */
@@ -813,7 +529,7 @@ static void test_disconnect(void) {
 static void test_half_close_pipeline(void) {
   /* a client that sends its requests and then shuts its side gets every answer, then EOF */
   env_open(h_echo_target);
-  weft__conn_feed(E.c, "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", 38);
+  feed("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
   weft__conn_eof(E.c);
   CHECK_INT(E.nreq, 2);
   CHECK(E.io.shut_req);
@@ -832,7 +548,7 @@ static void test_high_water(void) {
   weft_limits_t l = test_limits();
   l.write_high_water = 1024;
   env_open_with(h_hold, &l);
-  feed("GET / HTTP/1.1\r\n\r\n");
+  feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   E.io.blocked = 1;
   CHECK_INT(weft_res_start(E.req, 200, NULL, 0), 0);
   CHECK_INT(weft_res_write(E.req, "small", 5, on_drained, NULL), 0);
@@ -852,7 +568,7 @@ static void test_high_water(void) {
 
   /* the connection dies while a writer waits: drained still runs (once) */
   env_open_with(h_hold, &l);
-  feed("GET / HTTP/1.1\r\n\r\n");
+  feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   E.io.blocked = 1;
   CHECK_INT(weft_res_start(E.req, 200, NULL, 0), 0);
   CHECK_INT(weft_res_write(E.req, chunk, sizeof(chunk), on_drained, NULL), 1);
@@ -921,7 +637,7 @@ static void test_frames(void) {
   E.c = weft__conn_new(E.srv, &tio_vt, &E.io);
   E.io.c = E.c;
   tio_append(&E.io, "", 0);
-  feed("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n");
+  feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n");
   CHECK_INT(E.nreq, 1);
   CHECK(current_value() == NULL); /* restored after on_request */
   E.io.blocked = 1;
@@ -967,7 +683,7 @@ static void test_upgrade_connect(void) {
 
   /* other methods pass through by name */
   env_open(h_method);
-  feed("DELETE /x HTTP/1.1\r\n\r\nOPTIONS * HTTP/1.1\r\n\r\n");
+  feed("DELETE /x HTTP/1.1\r\nHost: x\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK_HAS(E.io.out, "DELETE /x");
   CHECK_HAS(E.io.out, "OPTIONS *");
   env_close();
@@ -979,7 +695,7 @@ static void test_head_buffer_cap(void) {
   l.max_url = 64;
   l.max_header_bytes = 256;
   env_open_with(h_never, &l);
-  feed("GET / HTTP/1.1\r\nX-A:");
+  feed("GET / HTTP/1.1\r\nHost: x\r\nX-A:");
   static char ws[20000];
   memset(ws, ' ', sizeof(ws));
   size_t took = weft__conn_feed(E.c, ws, sizeof(ws));

@@ -8,15 +8,22 @@ local errors = require "weft.errors"
 
 local http = {}
 
-local hex_to_char = function(h) return string.char(tonumber(h, 16)) end
+local url_decode = core.url_decode
 
---- Percent-decodes s ("+" stays "+": that rule belongs to forms and query strings).
+--- Percent-decodes s leniently: a "%" that starts no escape stays as it is ("+" stays "+":
+-- that rule belongs to forms and query strings).
 function http.unescape(s)
-  return (s:gsub("%%(%x%x)", hex_to_char))
+  return (url_decode(s, "component"))
 end
 
 local function form_unescape(s)
-  return http.unescape((s:gsub("+", " ")))
+  return (url_decode(s, "form"))
+end
+
+--- Decodes a request path strictly: nil, err for a malformed escape or bytes that are not
+-- UTF-8 (the core answers such a request 400 before any handler runs).
+function http.decode_path(s)
+  return url_decode(s, "path")
 end
 
 --- Parses a query string into a table; a repeated key gives an array of its values.
@@ -170,7 +177,7 @@ function http.request(port)
     method = port:method(),
     target = target,
     rawpath = rawpath,
-    path = find(rawpath, "%", 1, true) and http.unescape(rawpath) or rawpath,
+    path = find(rawpath, "%", 1, true) and url_decode(rawpath, "component") or rawpath,
     params = {},
     id = false,
     res = false,

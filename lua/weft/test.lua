@@ -106,6 +106,14 @@ function Client:request(method, target, opts)
   local port = setmetatable({ _method = method:upper(), _target = target, _headers = headers,
     _body = body, _limit = self.limit, _res = res }, Port)
   local app = self.app
+  -- what the core refuses before any handler runs: a path that does not percent-decode to
+  -- UTF-8 (see "What weft refuses" in docs/api.md)
+  if not core.url_decode(target:match("^[^?]*"), "path") then
+    res.status, res.body, res.logs = 400, "Bad Request\n", {}
+    record_headers(res, { "Content-Type", "text/plain; charset=utf-8", "Connection", "close" })
+    function res.json() return cjson.decode(res.body) end
+    return res
+  end
   -- the log lines this request writes (and what it starts, while it runs), by request id
   local logs = {}
   res.logs = logs
