@@ -381,7 +381,9 @@ static int req_body(lua_State *L) {
 
 /* Reads a flat array {name1, value1, name2, value2, ...} at idx. Uses stackbuf, or a userdata
  * left on the stack (so it lives until the calling function returns) when there are more
- * headers. Returns the number of headers; the strings stay alive in the table. */
+ * headers. Returns the number of headers. A name or value that is a string stays alive in the
+ * table; a number is converted on the stack, and that copy is left there: popped, the new
+ * string would be garbage while the core still reads it. */
 static size_t collect_headers(lua_State *L, int idx, weft_header_t **hs, weft_header_t *stackbuf) {
   *hs = stackbuf;
   if (lua_isnoneornil(L, idx)) return 0;
@@ -389,15 +391,19 @@ static size_t collect_headers(lua_State *L, int idx, weft_header_t **hs, weft_he
   size_t n = (size_t)lua_rawlen(L, idx) / 2;
   if (n > MAX_STACK_HEADERS) *hs = lua_newuserdatauv(L, n * sizeof(weft_header_t), 0);
   for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, idx, (lua_Integer)(2 * i + 1));
-    lua_rawgeti(L, idx, (lua_Integer)(2 * i + 2));
-    size_t nl, vl;
-    const char *nm = lua_tolstring(L, -2, &nl);
-    const char *v = lua_tolstring(L, -1, &vl);
-    if (nm == NULL || v == NULL)
-      luaL_error(L, "header %d: name and value must be strings", (int)i + 1);
-    (*hs)[i] = (weft_header_t){nm, nl, v, vl};
-    lua_pop(L, 2);
+    const char *p[2];
+    size_t len[2];
+    for (int k = 0; k < 2; k++) {
+      int t = lua_rawgeti(L, idx, (lua_Integer)(2 * i + 1 + k));
+      if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        luaL_error(L, "header %d: name and value must be strings", (int)i + 1);
+      p[k] = lua_tolstring(L, -1, &len[k]);
+      if (t == LUA_TSTRING)
+        lua_pop(L, 1);
+      else
+        luaL_checkstack(L, 4, "too many header values to convert");
+    }
+    (*hs)[i] = (weft_header_t){p[0], len[0], p[1], len[1]};
   }
   return n;
 }

@@ -220,8 +220,8 @@ typedef struct weft_header {
  * for HEAD the length of the body given, which is not sent), Connection when closing, the
  * given headers, then the body (omitted for HEAD, 204, 304).
  * UV_EALREADY if a response was already started; UV_ECONNRESET if the client is gone;
- * UV_EINVAL for a header name or value that would break the framing (CR, LF, NUL), an empty
- * name, or a status outside 100..999.
+ * UV_EINVAL for a header name that is not a token (RFC 9110: so never "Transfer-Encoding " or
+ * "a:b"), a value with a control character other than HTAB, or a status outside 100..999.
  * Framing is the core's: Content-Length and Transfer-Encoding among `headers` are dropped. A
  * Date given replaces the core's; a Connection given is sent unless the core closes the
  * connection and the value lacks "close" ("close" makes the core close after the response).

@@ -248,19 +248,26 @@ static int weft__has_close(const char *v, size_t n) {
   return 0;
 }
 
-/* Checks the caller's headers (no CR, LF or NUL; a name); *bytes gets their serialised size. */
+/* 1 for the bytes of a token (RFC 9110 section 5.6.2): a header name is one. */
+static int weft__tchar(unsigned char ch) {
+  /* bit ch of the set: ALPHA, DIGIT and !#$%&'*+-.^_`|~ */
+  static const uint32_t set[8] = {0, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff, 0, 0, 0, 0};
+  return (set[ch >> 5] >> (ch & 31)) & 1;
+}
+
+/* Checks the caller's headers, so that none can bend the framing: a name is a token (so no
+ * "Transfer-Encoding " or "a:b"), a value holds no control character but HTAB (field-content,
+ * RFC 9110 section 5.5; obs-text is allowed). *bytes gets their serialised size. */
 static int weft__hdr_check(const weft_header_t *h, size_t n, size_t *bytes) {
   size_t total = 0;
   for (size_t i = 0; i < n; i++) {
     if (h[i].nlen == 0 || h[i].name == NULL || (h[i].vlen > 0 && h[i].value == NULL))
       return UV_EINVAL;
-    for (size_t j = 0; j < h[i].nlen; j++) {
-      char ch = h[i].name[j];
-      if (ch == '\r' || ch == '\n' || ch == '\0') return UV_EINVAL;
-    }
+    for (size_t j = 0; j < h[i].nlen; j++)
+      if (!weft__tchar((unsigned char)h[i].name[j])) return UV_EINVAL;
     for (size_t j = 0; j < h[i].vlen; j++) {
-      char ch = h[i].value[j];
-      if (ch == '\r' || ch == '\n' || ch == '\0') return UV_EINVAL;
+      unsigned char ch = (unsigned char)h[i].value[j];
+      if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return UV_EINVAL;
     }
     total += h[i].nlen + h[i].vlen + 4;
   }

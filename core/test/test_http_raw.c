@@ -439,6 +439,18 @@ static void h_headers(weft_req_t *r) {
     CHECK_INT(weft_res_send(r, 200, bad3, 1, NULL, 0), UV_EINVAL);
     weft_header_t bad4[] = {{"", 0, "a", 1}};
     CHECK_INT(weft_res_send(r, 200, bad4, 1, NULL, 0), UV_EINVAL);
+    /* names are tokens: a space, a tab or a colon would let one header pass for another */
+    weft_header_t bad5[] = {{"Transfer-Encoding ", 18, "chunked", 7}};
+    CHECK_INT(weft_res_send(r, 200, bad5, 1, NULL, 0), UV_EINVAL);
+    weft_header_t bad6[] = {{"Content-Length\t", 15, "1", 1}};
+    CHECK_INT(weft_res_start(r, 200, bad6, 1), UV_EINVAL);
+    weft_header_t bad7[] = {{"a:b", 3, "c", 1}};
+    CHECK_INT(weft_res_send(r, 200, bad7, 1, NULL, 0), UV_EINVAL);
+    /* values carry no control character but HTAB */
+    weft_header_t bad8[] = {{"X-A", 3, "a\x0b", 2}};
+    CHECK_INT(weft_res_send(r, 200, bad8, 1, NULL, 0), UV_EINVAL);
+    weft_header_t bad9[] = {{"X-A", 3, "a\x7f", 2}};
+    CHECK_INT(weft_res_send(r, 200, bad9, 1, NULL, 0), UV_EINVAL);
     CHECK_INT(weft_res_send(r, 42, NULL, 0, NULL, 0), UV_EINVAL);
     CHECK(!weft_res_started(r));
     CHECK_INT(weft_res_send(r, 204, NULL, 0, "ignored", 7), 0);
@@ -446,8 +458,9 @@ static void h_headers(weft_req_t *r) {
     weft_header_t h[] = {{"content-length", 14, "999", 3},
                          {"Transfer-Encoding", 17, "gzip", 4},
                          {"Date", 4, "yesterday", 9},
-                         {"X-B", 3, "", 0}};
-    CHECK_INT(weft_res_send(r, 201, h, 4, "abc", 3), 0);
+                         {"X-B", 3, "", 0},
+                         {"X-Tab-And-Text", 14, "a\tb \xc3\xa9", 6}};
+    CHECK_INT(weft_res_send(r, 201, h, 5, "abc", 3), 0);
   } else if (strcmp(t, "/early") == 0) {
     weft_header_t h[] = {{"Link", 4, "</a>", 4}};
     CHECK_INT(weft_res_send(r, 103, h, 1, NULL, 0), 0);
@@ -477,6 +490,7 @@ static void test_response_headers(void) {
   CHECK_HAS(E.io.out, "\r\nDate: yesterday\r\n");
   CHECK_INT(weft_test_count(E.io.out, "Date:"), 1);
   CHECK_HAS(E.io.out, "\r\nX-B: \r\n");
+  CHECK_HAS(E.io.out, "\r\nX-Tab-And-Text: a\tb \xc3\xa9\r\n");
   reset_out();
   feed("GET /early HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(strncmp(E.io.out, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 299 \r\n", 53) ==

@@ -278,10 +278,37 @@ local function find_header(hl, name)
   end
 end
 
+-- Header names are RFC 9110 tokens and values carry no control character but HTAB: anything
+-- else could end a header early or pass for another one ("Transfer-Encoding ", "a:b",
+-- "x\r\nSet-Cookie: ..."). A name once checked is remembered (names come from code: a small
+-- set; the memo starts over if it grows, so names built from input cannot grow it forever).
+local good_names, good_count = {}, 0
+local BAD_NAME = "[^%w!#$%%&'*+%-.^_`|~]"
+local BAD_VALUE = "[\0-\8\10-\31\127]"
+
+local function check_name(name, level)
+  if good_names[name] then return end
+  if type(name) ~= "string" then error("header name must be a string", level + 1) end
+  if name == "" or find(name, BAD_NAME) then
+    error(("invalid header name %q: it must be a token (RFC 9110)"):format(name), level + 1)
+  end
+  if good_count >= 512 then good_names, good_count = {}, 0 end
+  good_names[name] = true
+  good_count = good_count + 1
+end
+
+local function check_value(name, value, level)
+  if find(value, BAD_VALUE) then
+    error(("invalid value for header %s: control characters other than HTAB are not allowed")
+      :format(name), level + 1)
+  end
+end
+
 --- Sets header `name` to value (a string, a number, or an array of values for repeated lines);
--- nil removes it. Returns the response for chaining.
+-- nil removes it. Returns the response for chaining. Raises for a name that is not a token or
+-- a value with control characters (the request then gets a 500, never a malformed response).
 function Response:header(name, value)
-  if type(name) ~= "string" then error("header name must be a string", 2) end
+  check_name(name, 2)
   local hl = self._hl
   local i = find_header(hl, name)
   if value == nil then
@@ -292,9 +319,15 @@ function Response:header(name, value)
     return self
   end
   if type(value) == "table" then
+    for k = 1, #value do
+      local one = value[k]
+      if type(one) ~= "string" then one = tostring(one) end
+      check_value(name, one, 2)
+    end
     self._multi = true
-  elseif type(value) ~= "string" then
-    value = tostring(value)
+  else
+    if type(value) ~= "string" then value = tostring(value) end
+    check_value(name, value, 2)
   end
   i = i or #hl + 1
   hl[i], hl[i + 1] = name, value
@@ -425,9 +458,23 @@ local function imf_date(t)
   return os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
 end
 
+local SAME_SITE = { strict = "Strict", lax = "Lax", none = "None" }
+
+-- A cookie attribute's value: no ";" (it would start another attribute, "/; Domain=evil.com")
+-- and no control characters.
+local function cookie_attr(what, v, level)
+  v = tostring(v)
+  if find(v, "[;%c]") then
+    error(("invalid cookie %s %q: no ';' or control characters"):format(what, v), level + 1)
+  end
+  return v
+end
+
 --- Adds a Set-Cookie header. attrs: path (default "/"), domain, max_age (seconds), expires
 -- (a time number or a date string), secure, http_only (default true), same_site ("Strict",
--- "Lax" or "None"). The value is percent-encoded where cookie syntax requires.
+-- "Lax" or "None"). The value is percent-encoded where cookie syntax requires. Raises for an
+-- attribute that would break the header (a ";" or a control character in path, domain or
+-- expires; same_site not one of the three; max_age not a number).
 function Response:cookie(name, value, attrs)
   if type(name) ~= "string" or name == "" or name:find("[^%w!#$%%&'*+%-.^_`|~]") then
     error("invalid cookie name", 2)
@@ -438,18 +485,25 @@ function Response:cookie(name, value, attrs)
   end)
   local parts = { name .. "=" .. value }
   local path = attrs.path == nil and "/" or attrs.path
-  if path then parts[#parts + 1] = "Path=" .. path end
-  if attrs.domain then parts[#parts + 1] = "Domain=" .. attrs.domain end
-  if attrs.max_age then parts[#parts + 1] = ("Max-Age=%d"):format(attrs.max_age) end
+  if path then parts[#parts + 1] = "Path=" .. cookie_attr("path", path, 2) end
+  if attrs.domain then parts[#parts + 1] = "Domain=" .. cookie_attr("domain", attrs.domain, 2) end
+  if attrs.max_age then
+    local age = tonumber(attrs.max_age)
+    if not age then error("invalid cookie max_age: a number of seconds", 2) end
+    parts[#parts + 1] = ("Max-Age=%d"):format(math.floor(age))
+  end
   if attrs.expires then
     parts[#parts + 1] = "Expires=" .. (type(attrs.expires) == "number" and imf_date(attrs.expires)
-      or attrs.expires)
+      or cookie_attr("expires", attrs.expires, 2))
   end
   if attrs.secure then parts[#parts + 1] = "Secure" end
   if attrs.http_only ~= false then parts[#parts + 1] = "HttpOnly" end
-  if attrs.same_site then parts[#parts + 1] = "SameSite=" .. attrs.same_site end
+  if attrs.same_site then
+    local ss = SAME_SITE[tostring(attrs.same_site):lower()]
+    if not ss then error("invalid cookie same_site: \"Strict\", \"Lax\" or \"None\"", 2) end
+    parts[#parts + 1] = "SameSite=" .. ss
+  end
   local line = table.concat(parts, "; ")
-  if line:find("[\r\n%z]") then error("invalid cookie attribute", 2) end
   local prev = self:get_header("Set-Cookie")
   if prev == nil then
     self:header("Set-Cookie", { line })

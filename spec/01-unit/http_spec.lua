@@ -34,3 +34,53 @@ describe("weft.core.etag and weft.core.request_id", function()
     assert.equal(tonumber(na) + 1, tonumber(nb))
   end)
 end)
+
+describe("weft.core.url_decode", function()
+  local core = require "weft.core"
+
+  it("decodes paths strictly: malformed escapes and bytes that are not UTF-8 are refused", function()
+    assert.equal("/café/€", core.url_decode("/caf%C3%A9/%e2%82%ac"))
+    assert.equal("/plain", core.url_decode("/plain"))
+    for _, bad in ipairs { "/%zz", "/a%4", "/%", "/%ff%fe", "/%c0%af", "/%ed%a0%80", "/%e2%82",
+                           "/%f4%90%80%80", "/\xff" } do
+      local v, err = core.url_decode(bad)
+      assert.is_nil(v, bad)
+      assert.matches("^E", err)
+    end
+  end)
+
+  it("decodes components and forms leniently", function()
+    assert.equal("%zz a+b", core.url_decode("%zz%20a+b", "component"))
+    assert.equal("%zz a b\xff", core.url_decode("%zz%20a+b%ff", "form"))
+  end)
+end)
+
+describe("response headers", function()
+  local weft = require "weft"
+  local test = require "weft.test"
+  before_each(function() weft.log.set_output(function() end) end)
+  after_each(function() weft.log.set_output(io.stdout) end)
+
+  it("are refused with an error in the handler when they could bend the framing", function()
+    local app = weft.app()
+    app:get("/h", function(req, res)
+      res:header(req.query.n, req.query.v)
+      return "ok"
+    end)
+    local client = test.client(app)
+    assert.equal(200, client:get("/h?n=X-A&v=1%092").status)
+    assert.equal(500, client:get("/h?n=Transfer-Encoding%20&v=chunked").status)
+    assert.equal(500, client:get("/h?n=a:b&v=1").status)
+    assert.equal(500, client:get("/h?n=X-A&v=1%0b").status)
+    assert.equal(500, client:get("/h?n=X-A&v=1%0d%0aX-B:%202").status)
+  end)
+
+  it("answers 400 in process too for a path that is not UTF-8", function()
+    local app = weft.app()
+    local ran = false
+    app:get("/notes/:id", function() ran = true end)
+    local r = test.client(app):get("/notes/%ff%fe")
+    assert.equal(400, r.status)
+    assert.is_false(ran)
+  end)
+end)
