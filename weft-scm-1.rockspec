@@ -39,6 +39,7 @@ build = {
          ["weft.http"] = "lua/weft/http.lua",
          ["weft"] = "lua/weft/init.lua",
          ["weft.log"] = "lua/weft/log.lua",
+         ["weft.process"] = "lua/weft/process.lua",
          ["weft.static"] = "lua/weft/static.lua",
          ["weft.test"] = "lua/weft/test.lua",
       },

@@ -118,6 +118,108 @@ static void *pool_fn(void *ud, void *ptr, size_t osize, size_t nsize) {
   return n;
 }
 
+/* ---- the memory limit ----
+ *
+ * A counting layer, outermost, over whatever allocator is below it (the pool or the C
+ * library's): it keeps the bytes Lua has allocated (Lua tells every block's size when it frees
+ * or resizes it), and while a task runs (tasks_running > 0, set around each task resume) it
+ * refuses to grow past `limit`. Lua then collects at once and retries; if it still cannot, the
+ * allocating task gets Lua's memory error, which for a request is a 500. Outside tasks (weft's
+ * own bookkeeping between them: starting a request, waking a task, reporting an error) it
+ * never refuses, so that the server always gets to the point where the failed task's memory
+ * is garbage. `everywhere` (for tests) refuses outside tasks too. */
+
+typedef struct limit_alloc {
+  lua_Alloc inner;
+  void *inner_ud;
+  size_t limit; /* 0: none */
+  size_t total; /* bytes allocated through this state's allocator */
+  size_t refused;
+  int everywhere;
+} limit_alloc_t;
+
+static weft_state_t *limit_state; /* whose tasks_running the limit looks at */
+
+static void *limit_fn(void *ud, void *ptr, size_t osize, size_t nsize) {
+  limit_alloc_t *a = ud;
+  size_t old = ptr != NULL ? osize : 0; /* (with no block, osize is a type tag) */
+  if (nsize > old && a->limit != 0 && a->total + (nsize - old) > a->limit &&
+      (a->everywhere || (limit_state != NULL && limit_state->tasks_running > 0))) {
+    a->refused++;
+    return NULL;
+  }
+  void *p = a->inner(a->inner_ud, ptr, osize, nsize);
+  if (p != NULL || nsize == 0) a->total = a->total - old + nsize;
+  return p;
+}
+
+static size_t lua_heap_bytes(lua_State *L) {
+  return (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
+}
+
+/* memory_limit(bytes [, "everywhere"]) -> true: 0 lifts the limit (the counting layer stays). */
+static int l_memory_limit(lua_State *L) {
+  weft_state_t *st = weft_b_state(L);
+  lua_Integer bytes = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, bytes >= 0, 1, "must not be negative");
+  int everywhere = lua_isstring(L, 2) && strcmp(lua_tostring(L, 2), "everywhere") == 0;
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  limit_alloc_t *a;
+  if (f == limit_fn) {
+    a = ud;
+  } else {
+    a = calloc(1, sizeof(*a));
+    if (a == NULL) return luaL_error(L, "weft: out of memory");
+    a->inner = f;
+    a->inner_ud = ud;
+    a->total = lua_heap_bytes(L);
+    lua_setallocf(L, limit_fn, a); /* a lives as long as the process, as the pool does */
+  }
+  limit_state = st;
+  a->limit = (size_t)bytes;
+  a->everywhere = everywhere;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* memory_stats() -> nil without a limit layer, else { limit =, bytes =, refused = } */
+static int l_memory_stats(lua_State *L) {
+  void *ud;
+  if (lua_getallocf(L, &ud) != limit_fn) {
+    lua_pushnil(L);
+    return 1;
+  }
+  limit_alloc_t *a = ud;
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)a->limit);
+  lua_setfield(L, -2, "limit");
+  lua_pushinteger(L, (lua_Integer)a->total);
+  lua_setfield(L, -2, "bytes");
+  lua_pushinteger(L, (lua_Integer)a->refused);
+  lua_setfield(L, -2, "refused");
+  return 1;
+}
+
+/* The allocator a new layer goes on top of: below the limit layer, which stays outermost. */
+static lua_Alloc alloc_below_limit(lua_State *L, void **ud, limit_alloc_t **limit) {
+  lua_Alloc f = lua_getallocf(L, ud);
+  *limit = NULL;
+  if (f == limit_fn) {
+    *limit = *ud;
+    *ud = (*limit)->inner_ud;
+    return (*limit)->inner;
+  }
+  return f;
+}
+
+/* The pool allocator, whether or not a limit layer is above it. */
+static pool_alloc_t *pool_in_use(lua_State *L) {
+  void *ud;
+  limit_alloc_t *limit;
+  return alloc_below_limit(L, &ud, &limit) == pool_fn ? ud : NULL;
+}
+
 /* use_pool_allocator() -> true, or false and why not. Idempotent. */
 static int l_use_pool_allocator(lua_State *L) {
 #if defined(__SANITIZE_ADDRESS__)
@@ -126,7 +228,8 @@ static int l_use_pool_allocator(lua_State *L) {
   return 2;
 #else
   void *ud;
-  lua_Alloc f = lua_getallocf(L, &ud);
+  limit_alloc_t *limit;
+  lua_Alloc f = alloc_below_limit(L, &ud, &limit);
   if (f == pool_fn) {
     lua_pushboolean(L, 1);
     return 1;
@@ -160,7 +263,13 @@ static int l_use_pool_allocator(lua_State *L) {
   a->prev_ud = ud;
   a->base = a->next = base;
   a->end = a->base + POOL_RESERVE;
-  lua_setallocf(L, pool_fn, a); /* a lives as long as the process: blocks may outlive the state */
+  /* a lives as long as the process: blocks may outlive the state */
+  if (limit != NULL) {
+    limit->inner = pool_fn;
+    limit->inner_ud = a;
+  } else {
+    lua_setallocf(L, pool_fn, a);
+  }
   lua_pushboolean(L, 1);
   return 1;
 #endif
@@ -176,13 +285,12 @@ static size_t in_use_bytes(const pool_alloc_t *a) {
  * drops every free block (see the top of this file); with seal true, the last time. */
 static int l_alloc_fresh(lua_State *L) {
   int seal = lua_toboolean(L, 1);
-  void *ud;
-  if (lua_getallocf(L, &ud) != pool_fn) {
+  pool_alloc_t *a = pool_in_use(L);
+  if (a == NULL) {
     lua_pushboolean(L, 0);
     lua_pushliteral(L, "the pool allocator is not in use");
     return 2;
   }
-  pool_alloc_t *a = ud;
   if (a->sealed) {
     lua_pushboolean(L, 0);
     lua_pushliteral(L, "sealed");
@@ -204,12 +312,11 @@ static int l_alloc_fresh(lua_State *L) {
  *   abandoned_bytes = in blocks alloc_fresh dropped, sealed = whether it was sealed,
  *   huge_pages = whether the kernel took the range for transparent huge pages } */
 static int l_alloc_stats(lua_State *L) {
-  void *ud;
-  if (lua_getallocf(L, &ud) != pool_fn) {
+  pool_alloc_t *a = pool_in_use(L);
+  if (a == NULL) {
     lua_pushnil(L);
     return 1;
   }
-  pool_alloc_t *a = ud;
   size_t in_use = in_use_bytes(a), arena = (size_t)(a->next - a->base);
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)arena);
@@ -231,6 +338,8 @@ void weft_b_open_alloc(lua_State *L, weft_state_t *st) {
   static const luaL_Reg fns[] = {{"use_pool_allocator", l_use_pool_allocator},
                                  {"alloc_stats", l_alloc_stats},
                                  {"alloc_fresh", l_alloc_fresh},
+                                 {"memory_limit", l_memory_limit},
+                                 {"memory_stats", l_memory_stats},
                                  {NULL, NULL}};
   weft_b_setfuncs(L, st, fns);
 }

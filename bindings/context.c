@@ -89,7 +89,13 @@ static weft_slot_t *slot_lookup(lua_State *L, weft_state_t *st, int idx) {
 
 int weft_b_resume(weft_state_t *st, lua_State *co, weft_slot_t *s, lua_State *from, int nargs,
                   int *nres) {
-  if (s == NULL) return lua_resume(co, from, nargs, nres);
+  lua_State *saved_co = st->running_co;
+  st->running_co = co;
+  if (s == NULL) {
+    int status = lua_resume(co, from, nargs, nres);
+    st->running_co = saved_co;
+    return status;
+  }
   weft_frame_t *f = s->frame;
   s->frame = NULL;
   weft_frame_t *saved = weft_ctx_swap(st->loop, f);
@@ -97,6 +103,7 @@ int weft_b_resume(weft_state_t *st, lua_State *co, weft_slot_t *s, lua_State *fr
   if (s->task != NULL) st->task = s->task;
   int status = lua_resume(co, from, nargs, nres);
   st->task = saved_task;
+  st->running_co = saved_co;
   s->frame = weft_ctx_swap(st->loop, saved);
   return status;
 }

@@ -97,22 +97,33 @@ static int push_result(lua_State *L, fs_op_t *op, const weft_fs_result_t *res) {
   }
 }
 
+typedef struct fs_answer {
+  fs_op_t *op;
+  const weft_fs_result_t *res;
+} fs_answer_t;
+
+static void fs_resume(weft_state_t *st, void *ud) {
+  fs_answer_t *a = ud;
+  lua_State *L = st->L;
+  luaL_checkstack(L, 4, NULL);
+  int n = push_result(L, a->op, a->res);
+  weft_b_resume_waiter(st, a->op->t, a->op->token, n);
+}
+
 static void fs_done(const weft_fs_result_t *res, void *data) {
   fs_op_t *op = data;
   weft_state_t *st = op->st;
   lua_State *L = st->L;
-  luaL_checkstack(L, 4, NULL);
   if (op->file != NULL) {
     op->file->busy--;
     if (op->file->busy == 0 && op->file->close_later) file_close_now(op->file);
   }
-  int n = push_result(L, op, res);
   weft_task_t *t = op->t;
-  uint32_t token = op->token;
+  fs_answer_t a = {op, res};
+  weft_b_protect(st, fs_resume, &a, "resuming a file operation");
   if (op->file_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, op->file_ref);
   free(op->buf);
   free(op);
-  weft_b_resume_waiter(st, t, token, n);
   weft_b_task_unpin(L, t);
 }
 

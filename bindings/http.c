@@ -17,6 +17,7 @@ typedef struct server_ud {
   int handler_ref;
   int self_ref;
   int closed_ref;     /* function to run when closed, or LUA_NOREF */
+  int refused_ref;    /* on_refused(count), or LUA_NOREF */
   int closing;
 } server_ud_t;
 
@@ -43,22 +44,56 @@ static void request_done(weft_state_t *st, weft_task_t *t, void *ud) {
   }
 }
 
-static void on_request(weft_req_t *r, void *ud) {
-  server_ud_t *srv = ud;
-  weft_state_t *st = srv->st;
+typedef struct request_start {
+  server_ud_t *srv;
+  weft_req_t *r;
+} request_start_t;
+
+static void start_request(weft_state_t *st, void *ud) {
+  request_start_t *a = ud;
   lua_State *L = st->L;
   weft_b_young_step(st);
   luaL_checkstack(L, 4, NULL);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, srv->handler_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->srv->handler_ref);
   req_ud_t *rq = lua_newuserdatauv(L, sizeof(*rq), 1);
   rq->st = st;
-  rq->r = r;
+  rq->r = a->r;
   rq->body_read = 0;
   luaL_setmetatable(L, WEFT_REQ_MT);
   lua_pushvalue(L, -1);
   rq->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  weft_req_set_data(r, rq);
+  weft_req_set_data(a->r, rq); /* from here on the task owns the request */
   weft_b_start_now(st, 1, request_done, rq);
+}
+
+static void on_request(weft_req_t *r, void *ud) {
+  server_ud_t *srv = ud;
+  request_start_t a = {srv, r};
+  if (weft_b_protect(srv->st, start_request, &a, "starting a request") != LUA_OK &&
+      weft_req_data(r) == NULL)
+    weft_req_release(r); /* never handed to a task: the core answers 500 */
+}
+
+/* Called by the core when max_connections are open: on_refused(count) in Lua, if given. */
+typedef struct refused_call {
+  server_ud_t *srv;
+  uint64_t refused;
+} refused_call_t;
+
+static void call_on_refused(weft_state_t *st, void *ud) {
+  refused_call_t *a = ud;
+  lua_State *L = st->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->srv->refused_ref);
+  lua_pushinteger(L, (lua_Integer)a->refused);
+  weft_b_start_now(st, 1, NULL, NULL);
+}
+
+static void on_refused(weft_server_t *s, uint64_t refused, void *ud) {
+  (void)s;
+  server_ud_t *srv = ud;
+  if (srv->refused_ref == LUA_NOREF) return;
+  refused_call_t a = {srv, refused};
+  weft_b_protect(srv->st, call_on_refused, &a, "on_refused");
 }
 
 static int opt_size(lua_State *L, int idx, const char *name, size_t *out) {
@@ -94,7 +129,13 @@ static int l_listen(lua_State *L) {
   opt_ms(L, 1, "body_timeout", &lim.body_timeout);
   opt_ms(L, 1, "idle_timeout", &lim.idle_timeout);
   opt_ms(L, 1, "linger_timeout", &lim.linger_timeout);
+  opt_ms(L, 1, "send_timeout", &lim.send_timeout);
   opt_size(L, 1, "write_high_water", &lim.write_high_water);
+  opt_size(L, 1, "max_connections", &lim.max_connections);
+  lua_getfield(L, 1, "on_refused");
+  int has_refused = !lua_isnil(L, -1);
+  if (has_refused) luaL_checktype(L, -1, LUA_TFUNCTION);
+  lua_pop(L, 1);
   lua_getfield(L, 1, "host");
   const char *host = luaL_optstring(L, -1, "127.0.0.1");
   lua_getfield(L, 1, "port");
@@ -106,13 +147,14 @@ static int l_listen(lua_State *L) {
   server_ud_t *srv = lua_newuserdatauv(L, sizeof(*srv), 0);
   memset(srv, 0, sizeof(*srv));
   srv->st = st;
-  srv->handler_ref = srv->self_ref = srv->closed_ref = LUA_NOREF;
+  srv->handler_ref = srv->self_ref = srv->closed_ref = srv->refused_ref = LUA_NOREF;
   luaL_setmetatable(L, WEFT_SERVER_MT);
   weft_server_config_t cfg = {.host = host,
                               .port = (int)port,
                               .backlog = (int)backlog,
                               .limits = &lim,
                               .on_request = on_request,
+                              .on_refused = on_refused,
                               .ud = srv};
   int rc = weft_server_listen(st->loop, &cfg, &srv->s);
   if (rc != 0) {
@@ -123,6 +165,10 @@ static int l_listen(lua_State *L) {
   }
   lua_pushvalue(L, 2);
   srv->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (has_refused) {
+    lua_getfield(L, 1, "on_refused");
+    srv->refused_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   lua_pushvalue(L, -1);
   srv->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
@@ -142,20 +188,25 @@ static int server_address(lua_State *L) {
   return 2;
 }
 
+static void run_closed(weft_state_t *st, void *ud) {
+  server_ud_t *srv = ud;
+  lua_State *L = st->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, srv->closed_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, srv->closed_ref);
+  srv->closed_ref = LUA_NOREF;
+  weft_b_start_now(st, 0, NULL, NULL);
+}
+
 static void server_closed(weft_server_t *s, void *ud) {
   (void)s;
   server_ud_t *srv = ud;
   lua_State *L = srv->st->L;
   srv->s = NULL;
-  if (srv->closed_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, srv->closed_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, srv->closed_ref);
-    srv->closed_ref = LUA_NOREF;
-    weft_b_start_now(srv->st, 0, NULL, NULL);
-  }
+  if (srv->closed_ref != LUA_NOREF) weft_b_protect(srv->st, run_closed, srv, "server:close callback");
   luaL_unref(L, LUA_REGISTRYINDEX, srv->handler_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, srv->refused_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, srv->self_ref);
-  srv->handler_ref = srv->self_ref = LUA_NOREF;
+  srv->handler_ref = srv->self_ref = srv->refused_ref = LUA_NOREF;
 }
 
 /* server:close([on_closed]) — stop accepting, finish in-flight requests, then on_closed() */
@@ -169,6 +220,20 @@ static int server_close(lua_State *L) {
   }
   weft_server_close(srv->s, server_closed, srv);
   return 0;
+}
+
+/* server:abort() — after close(): closes every connection at once (a shutdown deadline) */
+static int server_abort(lua_State *L) {
+  server_ud_t *srv = check_server(L);
+  if (srv->s != NULL) weft_server_abort_connections(srv->s);
+  return 0;
+}
+
+/* server:closing() -> whether close() was called (or the server is gone) */
+static int server_closing(lua_State *L) {
+  server_ud_t *srv = check_server(L);
+  lua_pushboolean(L, srv->s == NULL || srv->closing);
+  return 1;
 }
 
 static int server_connections(lua_State *L) {
@@ -298,19 +363,29 @@ typedef struct body_wait {
   size_t len;
 } body_wait_t;
 
+/* body | nil, err: "closed" when the client went away or the request was released first,
+ * else "ENAME: why" (E2BIG, ETIMEDOUT, EINVAL: the core has answered 413, 408, 400). */
 static void push_body_result(lua_State *L, int status, const char *data, size_t len) {
   if (status == 0) {
     lua_pushlstring(L, data, len);
     lua_pushnil(L);
+  } else if (status == UV_ECONNRESET || status == UV_ECANCELED) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
   } else {
     lua_pushnil(L);
     const char *why = status == UV_E2BIG        ? "request body too large"
                       : status == UV_ETIMEDOUT  ? "request body timed out"
-                      : status == UV_ECONNRESET ? "client closed the connection"
                       : status == UV_EINVAL     ? "malformed request body"
                                                 : uv_strerror(status);
     lua_pushfstring(L, "%s: %s", uv_err_name(status), why);
   }
+}
+
+static void body_resume(weft_state_t *st, void *ud) {
+  body_wait_t *bw = ud;
+  push_body_result(st->L, bw->status, bw->data, bw->len);
+  weft_b_resume_waiter(st, bw->t, bw->token, 2);
 }
 
 static void body_cb(weft_req_t *r, int status, const char *data, size_t len, void *ud) {
@@ -322,11 +397,9 @@ static void body_cb(weft_req_t *r, int status, const char *data, size_t len, voi
   bw->len = len;
   if (bw->in_call) return;
   weft_state_t *st = bw->st;
-  push_body_result(st->L, status, data, len);
   weft_task_t *t = bw->t;
-  uint32_t token = bw->token;
+  weft_b_protect(st, body_resume, bw, "resuming a body read");
   free(bw);
-  weft_b_resume_waiter(st, t, token, 2);
   weft_b_task_unpin(st->L, t);
 }
 
@@ -444,34 +517,54 @@ typedef struct drain_wait {
   weft_state_t *st;
   weft_task_t *t;
   uint32_t token;
+  int status;
 } drain_wait_t;
 
-static void drained_cb(weft_req_t *r, void *ud) {
+static void drain_resume(weft_state_t *st, void *ud) {
+  drain_wait_t *dw = ud;
+  lua_pushinteger(st->L, dw->status);
+  weft_b_resume_waiter(st, dw->t, dw->token, 1);
+}
+
+static void drained_cb(weft_req_t *r, int status, void *ud) {
+  (void)r;
   drain_wait_t *dw = ud;
   weft_state_t *st = dw->st;
   if (dw->t == NULL) { /* the writer could not wait: nobody to tell */
     free(dw);
     return;
   }
-  int alive = weft_req_alive(r);
-  lua_pushboolean(st->L, alive);
+  dw->status = status;
   weft_task_t *t = dw->t;
-  uint32_t token = dw->token;
+  weft_b_protect(st, drain_resume, dw, "resuming a writer");
   free(dw);
-  weft_b_resume_waiter(st, t, token, 1);
   weft_b_task_unpin(st->L, t);
+}
+
+/* A write that cannot go on: nil, "timeout" (the client read nothing for send_timeout) or
+ * nil, "closed" (the connection is gone, or the request was released). */
+static int push_write_error(lua_State *L, int status) {
+  lua_pushnil(L);
+  if (status == UV_ETIMEDOUT)
+    lua_pushliteral(L, "timeout");
+  else
+    lua_pushliteral(L, "closed");
+  return 2;
 }
 
 static int req_write_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  if (lua_toboolean(L, -1)) return 1;
-  lua_pushnil(L);
-  lua_pushliteral(L, "ECONNRESET: client closed the connection");
-  return 2;
+  int drained = (int)lua_tointeger(L, -1);
+  if (drained == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return push_write_error(L, drained);
 }
 
-/* req:write(chunk) -> true | nil, err. Suspends while the client is slower than the writer. */
+/* req:write(chunk) -> true | nil, "timeout" | nil, "closed". Suspends while the client is
+ * slower than the writer; every task writing waits its turn. */
 static int req_write(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
   req_ud_t *rq = check_req(L);
@@ -484,6 +577,7 @@ static int req_write(lua_State *L) {
   int rc = weft_res_write(rq->r, data, len, drained_cb, dw);
   if (rc != 1) {
     free(dw);
+    if (rc == UV_ECONNRESET) return push_write_error(L, rc);
     return push_rc(L, rc);
   }
   /* over the high-water mark: wait for the client, if this code runs in a task that can */
@@ -516,16 +610,23 @@ typedef struct signal_ud {
   weft_frame_t *frame;
   int fn_ref;
   int self_ref;
+  int signum;
 } signal_ud_t;
+
+static void signal_start(weft_state_t *st, void *ud) {
+  signal_ud_t *sg = ud;
+  lua_State *L = st->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, sg->fn_ref);
+  lua_pushinteger(L, sg->signum);
+  weft_b_start_now(st, 1, NULL, NULL);
+}
 
 static void signal_cb(uv_signal_t *h, int signum) {
   signal_ud_t *sg = (signal_ud_t *)h;
   weft_state_t *st = sg->st;
-  lua_State *L = st->L;
   weft_frame_t *prev = weft_ctx_swap(st->loop, weft_frame_retain(sg->frame));
-  lua_rawgeti(L, LUA_REGISTRYINDEX, sg->fn_ref);
-  lua_pushinteger(L, signum);
-  weft_b_start_now(st, 1, NULL, NULL);
+  sg->signum = signum;
+  weft_b_protect(st, signal_start, sg, "a signal handler");
   weft_frame_release(weft_ctx_swap(st->loop, prev));
 }
 
@@ -582,6 +683,8 @@ void weft_b_open_http(lua_State *L, weft_state_t *st) {
   luaL_newmetatable(L, WEFT_SERVER_MT);
   static const luaL_Reg server_methods[] = {{"address", server_address},
                                             {"close", server_close},
+                                            {"abort", server_abort},
+                                            {"closing", server_closing},
                                             {"connections", server_connections},
                                             {NULL, NULL}};
   lua_newtable(L);

@@ -5,6 +5,7 @@
 #include "weft_lua.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,42 @@ void weft_b_setfuncs(lua_State *L, weft_state_t *st, const luaL_Reg *fns) {
 }
 
 static void flush_cb(void *data);
+
+/* ---- protected entry from the loop ----
+ *
+ * libuv calls back from inside uv_run, which runs inside l_run, a C function: a Lua error
+ * raised there (out of memory, mostly) would longjmp over uv_run's own frames and leave the
+ * loop corrupt. So every callback that touches Lua enters through weft_b_protect, which runs
+ * it under lua_pcall; pushing the trampoline and its argument allocates nothing. */
+
+typedef struct protected_call {
+  weft_b_protected_fn fn;
+  weft_state_t *st;
+  void *ud;
+} protected_call_t;
+
+static int protected_tramp(lua_State *L) {
+  protected_call_t *p = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  p->fn(p->st, p->ud);
+  return 0;
+}
+
+int weft_b_protect(weft_state_t *st, weft_b_protected_fn fn, void *ud, const char *what) {
+  lua_State *L = st->L;
+  protected_call_t p = {fn, st, ud};
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, protected_tramp);
+  lua_pushlightuserdata(L, &p);
+  int rc = lua_pcall(L, 1, 0, 0);
+  if (rc != LUA_OK) {
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(an error object)";
+    fprintf(stderr, "weft: %s failed: %s\n", what, msg);
+    fflush(stderr);
+    lua_settop(L, top);
+  }
+  return rc;
+}
 
 static int l_run(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
@@ -173,8 +210,8 @@ static int l_random_hex(lua_State *L) {
 /* flush_soon(file): flushes the Lua file handle before the loop next waits for I/O, once
  * however many lines were written meanwhile; at once when the loop is not running. Log lines
  * go through it: a write(2) per line cost a request several microseconds. */
-static void flush_cb(void *data) {
-  weft_state_t *st = data;
+static void flush_now(weft_state_t *st, void *ud) {
+  (void)ud;
   lua_State *L = st->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->flush_ref);
   luaL_Stream *p = luaL_testudata(L, -1, LUA_FILEHANDLE);
@@ -183,6 +220,8 @@ static void flush_cb(void *data) {
   luaL_unref(L, LUA_REGISTRYINDEX, st->flush_ref);
   st->flush_ref = LUA_NOREF;
 }
+
+static void flush_cb(void *data) { weft_b_protect(data, flush_now, NULL, "flushing the log"); }
 
 static int l_flush_soon(lua_State *L) {
   weft_state_t *st = weft_b_state(L);
@@ -324,6 +363,7 @@ int luaopen_weft_core(lua_State *L) {
   weft_b_open_json(L, st);
   weft_b_open_alloc(L, st);
   weft_b_open_url(L, st);
+  weft_b_open_guard(L, st);
 
   /* Plain coroutines keep the context they were created in: replace the global functions. */
   lua_getglobal(L, "coroutine");

@@ -289,7 +289,10 @@ static void task_resume_co(weft_state_t *st, weft_task_t *t, int nargs) {
   t->state = T_RUNNING;
   t->wait_kind = W_NONE;
   int nres = 0;
+  st->resume_seq++;
+  st->tasks_running++;
   int status = weft_b_resume(st, co, t->slot, L, nargs, &nres);
+  st->tasks_running--;
   if (status == LUA_YIELD) {
     void *first = nres >= 1 ? lua_touserdata(co, -nres) : NULL;
     if (first == &done_sentinel) {
@@ -340,10 +343,8 @@ void weft_b_resume_waiter(weft_state_t *st, weft_task_t *t, uint32_t token, int 
     lua_pop(st->L, nvals);
 }
 
-/* A waker fired: resume its task with the packed values, if any. */
-void weft_b_wake_cb(void *data) {
+static void wake_now(weft_state_t *st, void *data) {
   waker_t *w = data;
-  weft_state_t *st = w->st;
   lua_State *L = st->L;
   int n = 0;
   if (w->vals_ref != LUA_NOREF) {
@@ -358,7 +359,15 @@ void weft_b_wake_cb(void *data) {
   }
   if (w->t->wait_kind == W_SUSPEND) w->t->wake_pending = 0;
   weft_b_resume_waiter(st, w->t, w->token, n);
-  waker_free(L, w);
+}
+
+/* A waker fired (a deferred callback or a timer): resume its task with the packed values, if
+ * any. */
+void weft_b_wake_cb(void *data) {
+  waker_t *w = data;
+  weft_state_t *st = w->st;
+  weft_b_protect(st, wake_now, w, "resuming a task");
+  waker_free(st->L, w);
 }
 
 static void wake_joiners(weft_state_t *st, weft_task_t *t) {
@@ -402,15 +411,19 @@ int weft_b_yield_wait(lua_State *L) {
 
 /* ---- starting tasks ---- */
 
-static void start_cb(void *data) {
-  waker_t *w = data;
-  weft_state_t *st = w->st;
-  weft_task_t *t = w->t;
+static void start_now(weft_state_t *st, void *data) {
+  weft_task_t *t = ((waker_t *)data)->t;
   lua_State *co = t->co;
   /* fn and its arguments already wait on the worker's stack; a new worker also holds its
    * body below them */
   int nargs = lua_status(co) == LUA_OK ? lua_gettop(co) - 1 : lua_gettop(co);
   task_resume_co(st, t, nargs);
+}
+
+static void start_cb(void *data) {
+  waker_t *w = data;
+  weft_state_t *st = w->st;
+  weft_b_protect(st, start_now, w, "starting a task");
   waker_free(st->L, w);
 }
 
@@ -605,10 +618,8 @@ static void timer_unanchor(lua_State *L, timer_ud_t *h) {
   h->self_ref = h->fn_ref = LUA_NOREF;
 }
 
-static void timer_fire(weft_timer_t *tm, void *data) {
-  (void)tm;
+static void timer_start_task(weft_state_t *st, void *data) {
   timer_ud_t *h = data;
-  weft_state_t *st = h->st;
   lua_State *L = st->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->fn_ref);
   if (!h->repeat) {
@@ -616,6 +627,12 @@ static void timer_fire(weft_timer_t *tm, void *data) {
     timer_unanchor(L, h);
   }
   weft_b_start_now(st, 0, NULL, NULL);
+}
+
+static void timer_fire(weft_timer_t *tm, void *data) {
+  (void)tm;
+  timer_ud_t *h = data;
+  weft_b_protect(h->st, timer_start_task, h, "a timer callback");
 }
 
 static void immediate_fire(void *data) {

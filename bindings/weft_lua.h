@@ -49,6 +49,11 @@ typedef struct weft_state {
   int *pool;               /* idle worker coroutines (registry references) */
   size_t npool, cappool;
   size_t tasks_live;       /* tasks started and not finished */
+  int tasks_running;       /* task resumes in progress (the memory limit and the CPU watchdog
+                              act only inside them) */
+  uint64_t resume_seq;     /* counts task resumes: the CPU watchdog sees one last too long */
+  lua_State *running_co;   /* the coroutine running now (a task's worker or one nested in
+                              it), where the CPU watchdog sets its hook; NULL outside */
   lua_CFunction orig_close; /* the stock coroutine.close */
   int scope_pool_ref;      /* closed scopes of run/exit/bind, ready for reuse (context.c) */
   int nscope_pool;
@@ -65,6 +70,11 @@ typedef struct weft_state {
 
 /* module.c */
 weft_state_t *weft_b_state(lua_State *L); /* from upvalue 1 */
+/* Runs fn(st, ud) under lua_pcall on st->L: every loop callback that touches Lua enters this
+ * way, so that no error (out of memory) unwinds through uv_run. On an error, reports it to
+ * stderr with `what` and returns its status (the caller cleans up); else LUA_OK. */
+typedef void (*weft_b_protected_fn)(weft_state_t *st, void *ud);
+int weft_b_protect(weft_state_t *st, weft_b_protected_fn fn, void *ud, const char *what);
 void weft_b_drain(lua_State *L, weft_state_t *st);
 void weft_b_setfuncs(lua_State *L, weft_state_t *st, const luaL_Reg *fns);
 void weft_b_young_step(weft_state_t *st);
@@ -111,6 +121,9 @@ void weft_b_report_error(weft_state_t *st, int idx); /* an error record at idx o
 
 /* http.c */
 void weft_b_open_http(lua_State *L, weft_state_t *st);
+
+/* guard.c: cpu_limit */
+void weft_b_open_guard(lua_State *L, weft_state_t *st);
 
 /* url.c: url_decode */
 void weft_b_open_url(lua_State *L, weft_state_t *st);

@@ -131,14 +131,27 @@ typedef struct weft_limits {
   size_t max_headers;        /* more header lines than this: 431 (default 100) */
   size_t max_body;           /* body over this: 413 before reading the rest (default 1 MiB) */
   uint64_t header_timeout;   /* ms until headers must be complete: 408 (default 30000) */
-  uint64_t body_timeout;     /* ms a body may stall: 408 (default 30000) */
-  uint64_t idle_timeout;     /* ms an idle keep-alive connection lives (default 5000) */
-  uint64_t linger_timeout;   /* ms an erroring connection drains before closing (default 2000) */
+  uint64_t body_timeout;     /* ms from the end of the head until the whole body is in: 408
+                                (default 30000); it bounds the body, not each read */
+  uint64_t idle_timeout;     /* ms an idle keep-alive connection lives, counted from when its
+                                last response has been written out (default 5000) */
+  uint64_t linger_timeout;   /* ms a closing connection drains the client's input once its
+                                answer is written out (default 2000) */
+  uint64_t send_timeout;     /* ms the client may read nothing of a response that waits to be
+                                written: then it is closed, and waiting writers learn
+                                UV_ETIMEDOUT (default 60000). Time without progress, as nginx's
+                                send_timeout: a slow but steady reader is never cut */
   size_t write_high_water;   /* queued response bytes above which writers wait (default 64 KiB) */
+  size_t max_connections;    /* connections open at once; past it a new one is accepted and
+                                closed at once (default 0: no cap but the descriptor limit) */
 } weft_limits_t;
 
 /* Fills *l with the defaults above. */
 void weft_limits_default(weft_limits_t *l);
+
+/* Called, in the server's frame, each time a connection is refused because max_connections
+ * are open; `refused` counts them since the server started. */
+typedef void (*weft_refused_cb)(weft_server_t *s, uint64_t refused, void *ud);
 
 typedef struct weft_server_config {
   const char *host;          /* default "127.0.0.1" */
@@ -146,6 +159,7 @@ typedef struct weft_server_config {
   int backlog;               /* default 511 */
   const weft_limits_t *limits; /* NULL = defaults */
   weft_request_cb on_request;
+  weft_refused_cb on_refused; /* optional */
   void *ud;
 } weft_server_config_t;
 
@@ -167,6 +181,11 @@ void weft_server_close(weft_server_t *s, weft_server_closed_cb closed, void *ud)
 
 /* Connections currently open (diagnostics and tests). */
 size_t weft_server_connections(weft_server_t *s);
+
+/* Closes every connection at once, in flight or not (after weft_server_close, when a shutdown
+ * deadline has passed): waiting body readers and writers learn UV_ECONNRESET, and the requests
+ * stay valid until released. */
+void weft_server_abort_connections(weft_server_t *s);
 
 /* ---- the request ------------------------------------------------------------------------- */
 
@@ -192,15 +211,17 @@ int weft_req_remote_addr(weft_req_t *r, char *buf, size_t len, int *port);
 int weft_req_alive(weft_req_t *r);
 
 /* Whole-body read. cb runs once: status 0 with the body (valid until weft_req_release), or a
- * negative code: UV_E2BIG (over max_body: the core has answered 413), UV_ETIMEDOUT (stalled:
- * 408 sent), UV_ECONNRESET (client went away), UV_EINVAL (malformed: 400 sent). Sends
- * "100 Continue" first if the client asked for it. cb may run before this returns if the body
- * is already complete. Only one read per request. */
+ * negative code: UV_E2BIG (over max_body: the core has answered 413), UV_ETIMEDOUT (not all in
+ * within body_timeout: 408 sent), UV_ECONNRESET (client went away), UV_EINVAL (malformed: 400
+ * sent), UV_ECANCELED (the request was released first). Sends "100 Continue" first if the
+ * client asked for it. cb may run before this returns if the body is already complete. Only
+ * one read per request. */
 typedef void (*weft_body_cb)(weft_req_t *r, int status, const char *data, size_t len, void *ud);
 int weft_req_read_body(weft_req_t *r, weft_body_cb cb, void *ud);
 
 /* Declares the request finished from the handler's side. If it was never answered, the core
- * answers 500. The connection moves on to the next request once the response is written. */
+ * answers 500. A body read or drain callback still waiting runs now with UV_ECANCELED. The
+ * connection moves on to the next request once the response is written. */
 void weft_req_release(weft_req_t *r);
 
 /* Opaque user pointer carried by the request. */
@@ -235,9 +256,12 @@ int weft_res_send(weft_req_t *r, int status, const weft_header_t *headers, size_
 int weft_res_start(weft_req_t *r, int status, const weft_header_t *headers, size_t n);
 
 /* Writes one chunk of a streaming response. Returns 0 when the caller may write again at once,
- * 1 when the queue is over the high-water mark: drained(r, ud) will run once it has drained
- * below it (or the connection died; check weft_req_alive). Negative on error. */
-typedef void (*weft_drain_cb)(weft_req_t *r, void *ud);
+ * 1 when the queue is over the high-water mark: drained(r, status, ud) will run once, with
+ * status 0 once it has drained below it, or UV_ETIMEDOUT (send_timeout passed: the connection
+ * was closed), UV_ECONNRESET (the connection closed) or UV_ECANCELED (the request was
+ * released). Every writer registered runs, in the order they registered, each in the frame
+ * current when it did. Negative on error. */
+typedef void (*weft_drain_cb)(weft_req_t *r, int status, void *ud);
 int weft_res_write(weft_req_t *r, const char *data, size_t len, weft_drain_cb drained, void *ud);
 
 /* Ends a streaming response (the terminating chunk). An empty write sends nothing. */

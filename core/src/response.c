@@ -119,6 +119,7 @@ static int weft__res_output(weft__conn_t *c, weft__wbuf_t *w, const char *mid, s
     weft__conn_abort(c);
     return rc;
   }
+  weft__conn_wq_changed(c);
   return 0;
 }
 
@@ -127,27 +128,30 @@ void weft__conn_write_done(weft__conn_t *c, weft__wbuf_t *w, int status) {
   weft__wbuf_put(c->server, w);
   if (status < 0) {
     weft__conn_abort(c);
-  } else {
-    if (c->drain_cb != NULL && c->io->queued(c) <= c->server->limits.write_high_water)
-      weft__res_fire_drain(c);
+  } else if (c->phase != WEFT__PH_CLOSED) {
+    weft__conn_wq_changed(c);
+    if (c->drains != NULL && c->io->queued(c) <= c->server->limits.write_high_water)
+      weft__res_fire_drain(c, 0);
     /* The next pipelined request may have been waiting for the queue to drain. */
     if (c->phase == WEFT__PH_IDLE && c->rpos < c->rlen) weft__conn_process(c);
   }
   weft__conn_unhold(c);
 }
 
-void weft__res_fire_drain(weft__conn_t *c) {
-  weft_drain_cb cb = c->drain_cb;
-  if (cb == NULL) return;
-  void *ud = c->drain_ud;
-  weft_frame_t *f = c->drain_frame;
-  c->drain_cb = NULL;
-  c->drain_ud = NULL;
-  c->drain_frame = NULL;
+void weft__res_fire_drain(weft__conn_t *c, int status) {
+  /* The list is taken whole: a writer that registers again from its callback waits for the
+   * next drain, not this one. */
+  weft__drain_t *d = c->drains;
+  c->drains = c->drains_tail = NULL;
   weft_loop_t *loop = c->server->loop;
-  weft_frame_t *prev = weft_ctx_swap(loop, f); /* our reference moves in */
-  cb(&c->req, ud);
-  weft_frame_release(weft_ctx_swap(loop, prev));
+  while (d != NULL) {
+    weft__drain_t *next = d->next;
+    weft_frame_t *prev = weft_ctx_swap(loop, d->frame); /* the node's reference moves in */
+    d->cb(&c->req, status, d->ud);
+    weft_frame_release(weft_ctx_swap(loop, prev));
+    free(d);
+    d = next;
+  }
 }
 
 /* ---- serialising ---- */
@@ -503,11 +507,17 @@ int weft_res_write(weft_req_t *r, const char *data, size_t len, weft_drain_cb dr
       rc = UV_ECONNRESET;
     } else if (c->io->queued(c) > s->limits.write_high_water) {
       rc = 1;
-      if (drained != NULL) {
-        weft_frame_release(c->drain_frame); /* a newer registration replaces the older */
-        c->drain_cb = drained;
-        c->drain_ud = ud;
-        c->drain_frame = weft_frame_retain(weft_ctx_current(s->loop));
+      if (drained != NULL) { /* joins the writers already waiting */
+        weft__drain_t *d = weft__xmalloc(sizeof(*d));
+        d->next = NULL;
+        d->cb = drained;
+        d->ud = ud;
+        d->frame = weft_frame_retain(weft_ctx_current(s->loop));
+        if (c->drains_tail != NULL)
+          c->drains_tail->next = d;
+        else
+          c->drains = d;
+        c->drains_tail = d;
       }
     }
   }

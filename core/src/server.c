@@ -19,6 +19,10 @@
 
 #include <signal.h>
 #include <strings.h>
+#include <sys/ioctl.h>
+#if defined(__linux__)
+#include <linux/sockios.h>
+#endif
 
 #define WEFT__RBUF_SIZE 8192    /* standard read buffer, pooled */
 #define WEFT__RPOOL_MAX 256     /* pooled read buffers kept per server */
@@ -43,7 +47,9 @@ void weft_limits_default(weft_limits_t *l) {
   l->body_timeout = 30000;
   l->idle_timeout = 5000;
   l->linger_timeout = 2000;
+  l->send_timeout = 60000;
   l->write_high_water = 64 * 1024;
+  l->max_connections = 0;
 }
 
 /* ---- read buffers ---- */
@@ -84,42 +90,103 @@ static void weft__rbuf_grow(weft__conn_t *c, size_t cap) {
   c->rcap = cap;
 }
 
-/* ---- timer: one per connection; moving a deadline later costs no re-arm ---- */
+/* ---- timer: one per connection, for the phase's deadline and the write deadline ----
+ *
+ * The phase deadline (tkind, deadline) is one of: the head must arrive (HEADER), the whole
+ * body must (BODY), an idle connection may live (IDLE), a closing one may drain (LINGER).
+ * Independently, while response bytes wait in the write queue (wq_active), the client must
+ * read some of them every send_timeout: the queue is looked at every quarter of it, and a
+ * look that finds it moved (or a write completing) counts as progress. A deadline moved later
+ * costs nothing; the timer, when it fires early, sleeps on until the nearer of the two. */
 
 static void weft__conn_timer_cb(uv_timer_t *t);
 
-static void weft__conn_arm(weft__conn_t *c, int kind, uint64_t ms) {
+static void weft__conn_schedule(weft__conn_t *c) {
   if (c->phase == WEFT__PH_CLOSED) return; /* the timer is closing */
-  uint64_t now = uv_now(c->server->loop->uv);
-  c->tkind = (uint8_t)kind;
-  c->deadline = now + ms;
-  if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > c->deadline) {
-    uv_timer_start(&c->timer, weft__conn_timer_cb, ms, 0);
-    c->timer_due = c->deadline;
+  uint64_t due = UINT64_MAX;
+  if (c->tkind != WEFT__T_NONE) due = c->deadline;
+  if (c->wq_active && c->wq_check < due) due = c->wq_check;
+  if (due == UINT64_MAX) return; /* nothing due: a timer still running finds nothing to do */
+  if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > due) {
+    uint64_t now = uv_now(c->server->loop->uv);
+    uv_timer_start(&c->timer, weft__conn_timer_cb, due > now ? due - now : 0, 0);
+    c->timer_due = due;
   }
+}
+
+static void weft__conn_arm(weft__conn_t *c, int kind, uint64_t ms) {
+  c->tkind = (uint8_t)kind;
+  c->deadline = uv_now(c->server->loop->uv) + ms;
+  weft__conn_schedule(c);
+}
+
+/* How often a queue waiting on the client is looked at. */
+static uint64_t weft__wq_step(const weft_server_t *s) {
+  uint64_t step = s->limits.send_timeout / 4;
+  return step > 0 ? step : 1;
+}
+
+void weft__conn_wq_changed(weft__conn_t *c) {
+  if (c->phase == WEFT__PH_CLOSED) return;
+  weft_server_t *s = c->server;
+  size_t queued = c->io->queued(c);
+  uint64_t now = uv_now(s->loop->uv);
+  if (queued == 0) {
+    c->wq_active = 0;
+    if (c->idle_wait) { /* the last response is out: the idle connection's time starts now */
+      c->idle_wait = 0;
+      if (c->phase == WEFT__PH_IDLE) weft__conn_arm(c, WEFT__T_IDLE, s->limits.idle_timeout);
+    }
+    return;
+  }
+  if (s->limits.send_timeout == 0) return; /* no write deadline */
+  if (c->io->unsent != NULL) queued += c->io->unsent(c);
+  if (!c->wq_active || queued != c->wq_last) c->wq_progress = now;
+  if (!c->wq_active) c->wq_check = now + weft__wq_step(s);
+  c->wq_active = 1;
+  c->wq_last = queued;
+  weft__conn_schedule(c);
+}
+
+/* The write deadline's look at the queue: 1 if the client read nothing for send_timeout.
+ * The kernel's send queue counts too: once it is full, the kernel lets more be written only
+ * when a good share of it has gone (a third), which for a slow reader can take seconds while
+ * the reader does read. */
+static int weft__conn_wq_look(weft__conn_t *c, uint64_t now) {
+  weft_server_t *s = c->server;
+  size_t queued = c->io->queued(c) + (c->io->unsent != NULL ? c->io->unsent(c) : 0);
+  if (queued != c->wq_last) {
+    c->wq_last = queued;
+    c->wq_progress = now;
+  }
+  uint64_t limit = c->wq_progress + s->limits.send_timeout;
+  if (now >= limit) return 1;
+  c->wq_check = now + weft__wq_step(s);
+  if (c->wq_check > limit) c->wq_check = limit;
+  return 0;
 }
 
 static void weft__conn_timer_cb(uv_timer_t *t) {
   weft__conn_t *c = t->data;
-  if (c->tkind == WEFT__T_NONE) return;
   uint64_t now = uv_now(c->server->loop->uv);
-  if (now < c->deadline) { /* the deadline moved: sleep on */
-    uv_timer_start(&c->timer, weft__conn_timer_cb, c->deadline - now, 0);
-    c->timer_due = c->deadline;
-    return;
-  }
-  int kind = c->tkind;
-  c->tkind = WEFT__T_NONE;
   weft__conn_hold(c);
-  switch (kind) {
-  case WEFT__T_HEADER:
-  case WEFT__T_BODY:
-    /* fail only answers what can still be answered */
-    if (c->phase <= WEFT__PH_ACTIVE) weft__conn_fail(c, 408);
-    break;
-  case WEFT__T_IDLE: weft__conn_end(c, 0); break;
-  default: weft__conn_abort(c); break; /* linger over */
+  if (c->wq_active && now >= c->wq_check && weft__conn_wq_look(c, now)) {
+    c->close_status = UV_ETIMEDOUT; /* writers waiting learn why */
+    weft__conn_abort(c);
+  } else if (c->tkind != WEFT__T_NONE && now >= c->deadline) {
+    int kind = c->tkind;
+    c->tkind = WEFT__T_NONE;
+    switch (kind) {
+    case WEFT__T_HEADER:
+    case WEFT__T_BODY:
+      /* fail only answers what can still be answered */
+      if (c->phase <= WEFT__PH_ACTIVE) weft__conn_fail(c, 408);
+      break;
+    case WEFT__T_IDLE: weft__conn_end(c, 0); break;
+    default: weft__conn_abort(c); break; /* linger over */
+    }
   }
+  weft__conn_schedule(c);
   weft__conn_unhold(c);
 }
 
@@ -148,8 +215,6 @@ static void weft__conn_on_read(weft__conn_t *c, size_t n) {
   if (c->phase >= WEFT__PH_LINGER) {
     c->rlen = c->rpos = c->hend; /* draining: the answer is out, the input is not wanted */
   } else {
-    if (c->tkind == WEFT__T_BODY) /* the body moves: push its stall deadline */
-      c->deadline = uv_now(c->server->loop->uv) + c->server->limits.body_timeout;
     weft__conn_process(c);
   }
   weft__conn_unhold(c);
@@ -186,11 +251,12 @@ void weft__conn_abort(weft__conn_t *c) {
   c->tkind = WEFT__T_NONE;
   c->reading = 0;
   c->rlen = c->rpos = c->hend;
+  c->wq_active = c->idle_wait = c->linger_wait = 0;
   uv_close((uv_handle_t *)&c->timer, weft__conn_timer_closed);
   c->io->close(c);
   if (c->req_active) { /* tell whoever waits */
     if (c->body_reading == 1) weft__conn_deliver_body(c, UV_ECONNRESET);
-    weft__res_fire_drain(c);
+    weft__res_fire_drain(c, c->close_status != 0 ? c->close_status : UV_ECONNRESET);
   }
   weft__conn_unhold(c);
 }
@@ -205,7 +271,15 @@ static void weft__conn_end(weft__conn_t *c, int linger) {
   c->keep_alive = 0;
   c->linger = linger ? 1 : 0;
   c->rlen = c->rpos = c->hend;
-  weft__conn_arm(c, WEFT__T_LINGER, c->server->limits.linger_timeout);
+  c->idle_wait = 0;
+  /* The answer may still be on its way to a slow reader: send_timeout watches it, and the
+   * time to linger starts once it is out (the shutdown is done). */
+  if (c->io->queued(c) == 0) {
+    weft__conn_arm(c, WEFT__T_LINGER, c->server->limits.linger_timeout);
+  } else {
+    c->tkind = WEFT__T_NONE;
+    c->linger_wait = 1;
+  }
   if (c->io->shutdown(c) != 0)
     weft__conn_abort(c);
   else if (c->phase == WEFT__PH_LINGER)
@@ -216,7 +290,12 @@ static void weft__conn_end(weft__conn_t *c, int linger) {
 void weft__conn_shutdown_done(weft__conn_t *c, int status) {
   weft__conn_hold(c);
   c->shut_done = 1;
-  if (status < 0 || !c->linger || c->peer_eof) weft__conn_abort(c);
+  if (status < 0 || !c->linger || c->peer_eof) {
+    weft__conn_abort(c);
+  } else if (c->linger_wait) {
+    c->linger_wait = 0;
+    weft__conn_arm(c, WEFT__T_LINGER, c->server->limits.linger_timeout);
+  }
   weft__conn_unhold(c);
 }
 
@@ -267,7 +346,6 @@ void weft__conn_maybe_free(weft__conn_t *c) {
   if (c->next != NULL) c->next->prev = c->prev;
   s->nconns--;
   weft_frame_release(c->body_frame);
-  weft_frame_release(c->drain_frame);
   c->rlen = 0;
   weft__rbuf_put(c);
   free(c->body);
@@ -379,7 +457,14 @@ static void weft__conn_finish(weft__conn_t *c) {
   c->rlen = n;
   c->rpos = c->hend = 0;
   c->phase = WEFT__PH_IDLE;
-  weft__conn_arm(c, WEFT__T_IDLE, s->limits.idle_timeout);
+  /* An idle connection's time starts once its last response is written out: a big answer
+   * read slowly is watched by send_timeout, not cut by idle_timeout. */
+  if (c->io->queued(c) == 0) {
+    weft__conn_arm(c, WEFT__T_IDLE, s->limits.idle_timeout);
+  } else {
+    c->tkind = WEFT__T_NONE;
+    c->idle_wait = 1;
+  }
 }
 
 /* After a pass: compact the buffer, and read only while there is room for input. */
@@ -459,6 +544,7 @@ void weft__conn_process(weft__conn_t *c) {
         /* A client that pipelines without reading the answers waits here. */
         if (c->io->queued(c) > s->limits.write_high_water) break;
         c->phase = WEFT__PH_HEAD;
+        c->idle_wait = 0;
         if (c->nreq > 0) weft__conn_arm(c, WEFT__T_HEADER, s->limits.header_timeout);
       }
       int ev = weft__http1_execute(c);
@@ -598,16 +684,48 @@ static int weft__tcp_peer(weft__conn_t *c, struct sockaddr_storage *ss) {
   return uv_tcp_getpeername(&c->tcp, (struct sockaddr *)ss, &len);
 }
 
+static size_t weft__tcp_unsent(weft__conn_t *c) {
+#ifdef SIOCOUTQ
+  uv_os_fd_t fd;
+  int n = 0;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0)
+    return (size_t)n;
+#endif
+  WEFT__UNUSED(c);
+  return 0;
+}
+
 static const weft__conn_io_t weft__tcp_io = {
     weft__tcp_read_start, weft__tcp_read_stop, weft__tcp_try_write, weft__tcp_write,
     weft__tcp_queued,     weft__tcp_shutdown,  weft__tcp_close,     weft__tcp_peer,
+    weft__tcp_unsent,
 };
 
 /* ---- the server ---- */
 
+static void weft__refused_closed(uv_handle_t *h) { free(h); }
+
+/* Over max_connections: accept the connection (so that it leaves the backlog rather than
+ * wait there) and close it at once; the server's on_refused hears of it. */
+static void weft__refuse(weft_server_t *s, uv_stream_t *listener) {
+  uv_tcp_t *t = weft__xmalloc(sizeof(*t));
+  uv_tcp_init(s->loop->uv, t);
+  if (uv_accept(listener, (uv_stream_t *)t) == 0) s->refused++;
+  uv_close((uv_handle_t *)t, weft__refused_closed);
+  if (s->on_refused != NULL) {
+    weft_frame_t *prev = weft_ctx_swap(s->loop, weft_frame_retain(s->frame));
+    s->on_refused(s, s->refused, s->ud);
+    weft_frame_release(weft_ctx_swap(s->loop, prev));
+  }
+}
+
 static void weft__on_connection(uv_stream_t *listener, int status) {
   weft_server_t *s = listener->data;
   if (status < 0 || s->closing) return;
+  if (s->limits.max_connections > 0 && s->nconns >= s->limits.max_connections) {
+    weft__refuse(s, listener);
+    return;
+  }
   weft__conn_t *c = weft__conn_alloc(s, &weft__tcp_io, NULL);
   uv_tcp_init(s->loop->uv, &c->tcp);
   c->tcp.data = c;
@@ -630,6 +748,7 @@ static weft_server_t *weft__server_alloc(weft_loop_t *loop, const weft_server_co
   else
     weft_limits_default(&s->limits);
   s->on_request = cfg->on_request;
+  s->on_refused = cfg->on_refused;
   s->ud = cfg->ud;
   s->frame = weft_frame_retain(weft_ctx_current(loop));
   s->rbuf_size = WEFT__RBUF_SIZE;
@@ -772,6 +891,15 @@ void weft_server_close(weft_server_t *s, weft_server_closed_cb closed, void *ud)
 
 size_t weft_server_connections(weft_server_t *s) { return s->nconns; }
 
+void weft_server_abort_connections(weft_server_t *s) {
+  for (weft__conn_t *c = s->conns, *next; c != NULL; c = next) {
+    weft__conn_hold(c);
+    weft__conn_abort(c);
+    next = c->next;
+    weft__conn_unhold(c);
+  }
+}
+
 /* ---- the request ---- */
 
 const char *weft_req_method(weft_req_t *r, size_t *len) {
@@ -872,11 +1000,10 @@ void weft_req_release(weft_req_t *r) {
     weft__conn_abort(c);
   }
   c->req_active = 0;
-  c->body_cb = NULL;
-  c->drain_cb = NULL;
-  weft_frame_release(c->body_frame);
-  weft_frame_release(c->drain_frame);
-  c->body_frame = c->drain_frame = NULL;
+  /* Whoever still waits on this request is told it is over (the callbacks find the request
+   * inactive: they cannot answer it any more). */
+  if (c->body_reading == 1) weft__conn_deliver_body(c, UV_ECANCELED);
+  if (c->drains != NULL) weft__res_fire_drain(c, UV_ECANCELED);
   if (c->phase == WEFT__PH_ACTIVE) weft__conn_process(c);
   weft__conn_unhold(c);
 }

@@ -43,6 +43,14 @@ struct weft_loop {
 typedef struct weft__conn weft__conn_t;
 typedef struct weft__wbuf weft__wbuf_t;
 
+/* A writer waiting for the write queue to drain (weft_res_write returned 1). */
+typedef struct weft__drain {
+  struct weft__drain *next;
+  weft_drain_cb cb;
+  void *ud;
+  weft_frame_t *frame;
+} weft__drain_t;
+
 /* A pooled output buffer; also carries the uv_write_t of the write it belongs to, so one write
  * needs no allocation beyond the pool. */
 struct weft__wbuf {
@@ -73,6 +81,9 @@ typedef struct weft__conn_io {
   void (*close)(weft__conn_t *c);
   /* The peer's address (optional: NULL means UV_ENOTSUP). */
   int (*peer)(weft__conn_t *c, struct sockaddr_storage *ss);
+  /* Bytes written but still held below (the kernel's send queue), so that send_timeout sees
+   * a client reading while the queue above stands still (optional: NULL counts none). */
+  size_t (*unsent)(weft__conn_t *c);
 } weft__conn_io_t;
 
 /* One header line of the request being parsed: offsets into the connection's read buffer. */
@@ -171,14 +182,20 @@ struct weft__conn {
   void *body_ud;
   weft_frame_t *body_frame;
 
-  weft_drain_cb drain_cb;
-  void *drain_ud;
-  weft_frame_t *drain_frame;
+  weft__drain_t *drains, *drains_tail; /* writers waiting for the queue to drain, in order */
 
-  /* One timer for every phase; its deadline moves without re-arming (see server.c). */
+  /* One timer for every phase and for the write deadline; a deadline moved later costs no
+   * re-arm (see server.c). */
   uv_timer_t timer;
   uint64_t deadline, timer_due;
   uint8_t tkind;
+  unsigned wq_active : 1;   /* response bytes are queued: send_timeout applies */
+  unsigned idle_wait : 1;   /* idle, but the idle timer waits for the queue to empty */
+  unsigned linger_wait : 1; /* lingering, but the linger timer waits for the shutdown */
+  size_t wq_last;           /* bytes queued at the last look */
+  uint64_t wq_progress;     /* when the queue last moved */
+  uint64_t wq_check;        /* when to look next */
+  int close_status;         /* why the connection was closed: UV_ETIMEDOUT (send_timeout) or 0 */
 
   int busy; /* entry points in progress: memory is freed only when this is 0 */
 
@@ -200,6 +217,8 @@ struct weft_server {
   unsigned freeing : 1;
   weft__conn_t *conns; /* all connections not yet freed */
   size_t nconns;
+  weft_refused_cb on_refused;
+  uint64_t refused;    /* connections refused over max_connections */
   weft_server_closed_cb closed_cb;
   void *closed_ud;
   weft_frame_t *closed_frame;
@@ -252,8 +271,10 @@ int weft__res_send(weft__conn_t *c, int status, const weft_header_t *h, size_t n
 void weft__res_error(weft__conn_t *c, int status);
 /* Writes "HTTP/1.1 100 Continue". */
 int weft__res_continue(weft__conn_t *c);
-/* Runs and forgets the drained callback, in the frame captured with it. */
-void weft__res_fire_drain(weft__conn_t *c);
+/* Runs and forgets every drained callback, each in the frame captured with it. */
+void weft__res_fire_drain(weft__conn_t *c, int status);
+/* Response bytes were queued, or some were written: the write deadline moves (server.c). */
+void weft__conn_wq_changed(weft__conn_t *c);
 /* Frees the server's pooled output buffers. */
 void weft__wbuf_pool_free(weft_server_t *s);
 

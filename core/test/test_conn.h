@@ -135,7 +135,7 @@ static void tio_close(weft__conn_t *c) {
 }
 
 static const weft__conn_io_t tio_vt = {tio_read_start, tio_read_stop, tio_try_write, tio_write,
-                                       tio_queued,     tio_shutdown,  tio_close,     NULL};
+                                       tio_queued,     tio_shutdown,  tio_close,     NULL, NULL};
 
 static void tio_unblock(tio_t *t) {
   t->blocked = 0;
@@ -162,6 +162,7 @@ static struct {
   size_t body_len;
   int body_calls;
   int drained;
+  int drain_status;
   weft_ctx_key_t *key;
   size_t frames0;
 } E;

@@ -552,10 +552,11 @@ static void test_half_close_pipeline(void) {
   env_close();
 }
 
-static void on_drained(weft_req_t *r, void *ud) {
+static void on_drained(weft_req_t *r, int status, void *ud) {
   WEFT__UNUSED(r);
   WEFT__UNUSED(ud);
   E.drained++;
+  E.drain_status = status;
 }
 
 static void test_high_water(void) {
@@ -593,6 +594,161 @@ static void test_high_water(void) {
   env_close();
 }
 
+/* ---- deadlines ---- */
+
+/* Runs the loop for about ms milliseconds. */
+static void run_for(uint64_t ms) {
+  uint64_t end = uv_now(&E.uv) + ms;
+  while (uv_now(&E.uv) < end) {
+    uv_run(&E.uv, UV_RUN_NOWAIT);
+    uv_sleep(2);
+    uv_update_time(&E.uv);
+  }
+}
+
+static void h_big(weft_req_t *r) {
+  static char body[200000];
+  memset(body, 'x', sizeof(body));
+  CHECK_INT(weft_res_send(r, 200, NULL, 0, body, sizeof(body)), 0);
+  weft_req_release(r);
+  E.nreq++;
+}
+
+static void test_idle_waits_for_the_queue(void) {
+  /* a buffered answer the client takes its time to read is not cut by idle + linger */
+  weft_limits_t l = test_limits();
+  l.idle_timeout = 30;
+  l.linger_timeout = 30;
+  l.send_timeout = 10000;
+  env_open_with(h_big, &l);
+  E.io.blocked = 1;
+  feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(E.io.queued > 0);
+  run_for(200);
+  CHECK(!E.io.closed && !E.io.shut_req);
+  tio_unblock(&E.io);
+  CHECK_INT(E.io.queued, 0);
+  CHECK_HAS(E.io.out, "Content-Length: 200000\r\n");
+  /* now idle: closed after idle_timeout */
+  run_for(150);
+  CHECK(E.io.shut_req);
+  env_close();
+
+  /* and a closing connection lingers only once its answer is out */
+  env_open_with(h_big, &l);
+  E.io.blocked = 1;
+  feed("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  run_for(200);
+  CHECK(!E.io.closed);
+  tio_unblock(&E.io);
+  CHECK(E.io.shut);
+  CHECK(E.io.len > 200000);
+  run_for(150);
+  CHECK(E.io.closed); /* linger over */
+  env_close();
+}
+
+static void test_send_timeout(void) {
+  /* a client that reads nothing: closed once send_timeout passes, and the waiting writer told */
+  weft_limits_t l = test_limits();
+  l.write_high_water = 1024;
+  l.send_timeout = 80;
+  env_open_with(h_hold, &l);
+  feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  E.io.blocked = 1;
+  static char chunk[4000];
+  CHECK_INT(weft_res_start(E.req, 200, NULL, 0), 0);
+  CHECK_INT(weft_res_write(E.req, chunk, sizeof(chunk), on_drained, NULL), 1);
+  run_for(40);
+  CHECK(!E.io.closed);
+  run_for(200);
+  CHECK(E.io.closed);
+  CHECK_INT(E.drained, 1);
+  CHECK_INT(E.drain_status, UV_ETIMEDOUT);
+  CHECK(!weft_req_alive(E.req));
+  CHECK_INT(weft_res_write(E.req, "x", 1, NULL, NULL), UV_ECONNRESET);
+  weft_req_release(E.req);
+  env_close();
+
+  /* a slow reader that makes progress within every send_timeout is never cut */
+  env_open_with(h_hold, &l);
+  feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  E.io.blocked = 1;
+  CHECK_INT(weft_res_start(E.req, 200, NULL, 0), 0);
+  for (int i = 0; i < 8; i++) { /* a write lets out every 50 ms: 400 ms in all */
+    CHECK(weft_res_write(E.req, chunk, sizeof(chunk), NULL, NULL) >= 0);
+    run_for(50);
+    CHECK(!E.io.closed);
+    pend_t *p = E.io.head; /* the client reads one write */
+    E.io.head = p->next;
+    if (E.io.head == NULL) E.io.tail = NULL;
+    E.io.queued -= p->len;
+    tio_append(&E.io, p->data, p->len);
+    weft__conn_write_done(E.c, p->w, 0);
+    free(p->data);
+    free(p);
+  }
+  tio_unblock(&E.io);
+  CHECK_INT(weft_res_finish(E.req), 0);
+  weft_req_release(E.req);
+  CHECK(!E.io.closed);
+  env_close();
+}
+
+static void on_body_count(weft_req_t *r, int status, const char *data, size_t len, void *ud) {
+  WEFT__UNUSED(r);
+  WEFT__UNUSED(data);
+  WEFT__UNUSED(len);
+  WEFT__UNUSED(ud);
+  E.body_calls++;
+  E.body_status = status;
+}
+
+static void test_release_wakes_waiters(void) {
+  /* a body read still waiting when the request is released learns UV_ECANCELED */
+  env_open(h_hold);
+  feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+  CHECK_INT(weft_req_read_body(E.req, on_body_count, NULL), 0);
+  CHECK_INT(E.body_calls, 0);
+  CHECK_INT(weft_res_send(E.req, 200, NULL, 0, "early", 5), 0);
+  weft_req_release(E.req);
+  CHECK_INT(E.body_calls, 1);
+  CHECK_INT(E.body_status, UV_ECANCELED);
+  env_close();
+
+  /* two writers waiting on one request: both are told, once each, in order */
+  weft_limits_t l = test_limits();
+  l.write_high_water = 1024;
+  env_open_with(h_hold, &l);
+  feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  E.io.blocked = 1;
+  static char chunk[4000];
+  CHECK_INT(weft_res_start(E.req, 200, NULL, 0), 0);
+  CHECK_INT(weft_res_write(E.req, chunk, sizeof(chunk), on_drained, NULL), 1);
+  CHECK_INT(weft_res_write(E.req, chunk, sizeof(chunk), on_drained, NULL), 1);
+  tio_unblock(&E.io);
+  CHECK_INT(E.drained, 2);
+  CHECK_INT(E.drain_status, 0);
+  E.io.blocked = 1;
+  CHECK_INT(weft_res_write(E.req, chunk, sizeof(chunk), on_drained, NULL), 1);
+  CHECK_INT(weft_res_write(E.req, chunk, sizeof(chunk), on_drained, NULL), 1);
+  weft_req_release(E.req); /* an unfinished stream: the connection is cut */
+  CHECK_INT(E.drained, 4);
+  CHECK_INT(E.drain_status, UV_ECONNRESET);
+  env_close();
+}
+
+static void test_abort_connections(void) {
+  env_open(h_hold);
+  feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+  CHECK_INT(weft_req_read_body(E.req, on_body_count, NULL), 0);
+  weft_server_abort_connections(E.srv);
+  CHECK(E.io.closed);
+  CHECK_INT(E.body_status, UV_ECONNRESET);
+  weft_req_release(E.req);
+  env_close();
+}
+
 /* ---- frames: on_request in the listen-time frame; callbacks in their registration frame ---- */
 
 static const char *current_value(void) {
@@ -601,7 +757,8 @@ static const char *current_value(void) {
   return v;
 }
 
-static void on_drained_req(weft_req_t *r, void *ud) {
+static void on_drained_req(weft_req_t *r, int status, void *ud) {
+  WEFT__UNUSED(status);
   WEFT__UNUSED(r);
   WEFT__UNUSED(ud);
   CHECK(current_value() != NULL && strcmp(current_value(), "request") == 0);
@@ -738,6 +895,10 @@ int main(void) {
   RUN(test_disconnect);
   RUN(test_half_close_pipeline);
   RUN(test_high_water);
+  RUN(test_idle_waits_for_the_queue);
+  RUN(test_send_timeout);
+  RUN(test_release_wakes_waiters);
+  RUN(test_abort_connections);
   RUN(test_frames);
   RUN(test_upgrade_connect);
   RUN(test_head_buffer_cap);

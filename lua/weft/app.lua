@@ -10,6 +10,7 @@ local http = require "weft.http"
 local context = require "weft.context"
 local errors = require "weft.errors"
 local log = require "weft.log"
+local process = require "weft.process"
 
 local app_mod = {}
 
@@ -415,6 +416,7 @@ local function on_handler_error(err)
   if errors.is(err) and err.status < 500 then return { err = err } end
   return { err = err, traceback = traceback(tostring(err), 2) }
 end
+-- (Lua calls no message handler for a memory error: xpcall then returns the bare message.)
 
 -- Answers an HTTP error raised by the app (weft.error, req:json on bad JSON, ...).
 local function send_http_error(req, res, e)
@@ -432,6 +434,7 @@ end
 local function handle_in_context(app, req, res, port, start_ns)
   local ok, e = xpcall(app._handle, on_handler_error, app, req, res)
   if not ok then
+    if type(e) ~= "table" then e = { err = e } end
     local err = e.err
     local status = errors.is(err) and err.status or 500
     if status >= 500 then
@@ -491,9 +494,24 @@ function App:dispatch(port, own_task)
   return request_als:run(req, handle_in_context, self, req, res, port, start_ns)
 end
 
+-- Logs connections refused over max_connections: one line a second at most, with how many
+-- were refused since the last.
+local function refusal_logger(limit)
+  local logged, last_at = 0, nil
+  return function(total)
+    local now = core.now()
+    if last_at and now - last_at < 1000 then return end
+    last_at = now
+    log.warn("connection refused: max_connections reached",
+      { max_connections = limit, refused = total - logged, refused_total = total })
+    logged = total
+  end
+end
+
 --- Starts serving: opts { host = "127.0.0.1", port = 8080 (0: any free port), and limits:
 -- max_body, max_url, max_header_bytes, max_headers, header_timeout, body_timeout,
--- idle_timeout (ms) }. Returns the server (server:address(), server:close()) or nil, err.
+-- idle_timeout, linger_timeout, send_timeout (ms), max_connections }. Returns the server
+-- (server:address(), server:close()) or nil, err.
 function App:listen(opts)
   opts = opts or {}
   local cfg = {}
@@ -505,7 +523,12 @@ function App:listen(opts)
     if cfg[k] == nil then cfg[k] = v end
   end
   self:_tree() -- a bad route fails now, not on the first request
-  return core.listen(cfg, function(port) return self:dispatch(port, true) end)
+  if cfg.max_connections and cfg.max_connections > 0 and cfg.on_refused == nil then
+    cfg.on_refused = refusal_logger(cfg.max_connections)
+  end
+  local server, err, code = core.listen(cfg, function(port) return self:dispatch(port, true) end)
+  if server then process.add_server(server) end
+  return server, err, code
 end
 
 return app_mod

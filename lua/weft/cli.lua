@@ -12,6 +12,12 @@ options:
   --host H       address to listen on (default 127.0.0.1)
   --port N       port to listen on (default 8080; 0 picks a free port)
   --workers N    processes sharing the port (only 1 is built so far)
+  --cpu-limit MS  a task that runs Lua for MS without yielding gets the error
+                 "cpu limit exceeded" raised in it (default 5000; 0: off)
+  --memory-limit MB  past MB of Lua heap, allocations fail: the request that
+                 allocates gets a 500 and the server goes on (default 0: off)
+  --shutdown-timeout MS  on SIGTERM/SIGINT, in-flight requests get MS to finish
+                 before what is left is closed (default 10000)
   --no-access-log  do not log a line per request (on by default)
   --no-gc-tuning   keep Lua's collector settings (by default the command calls
                  weft.tune_gc() once the app is loaded)
@@ -21,7 +27,8 @@ options:
   --version      show the version
 
 Once listening, prints "listening on http://HOST:PORT". SIGTERM or SIGINT stops accepting,
-lets in-flight requests finish, then exits.
+lets in-flight requests finish (weft.stopping() is true meanwhile) for up to
+--shutdown-timeout, closes what is left and exits 0; a second signal exits at once.
 ]]
 
 local function fail(msg, code)
@@ -47,7 +54,8 @@ function cli.parse(argv)
       o.gc_tuning = false
     elseif name == "system-allocator" then
       o.pool_allocator = false
-    elseif name == "host" or name == "port" or name == "workers" then
+    elseif name == "host" or name == "port" or name == "workers" or name == "cpu-limit"
+        or name == "memory-limit" or name == "shutdown-timeout" then
       local v = inline
       if v == nil then
         i = i + 1
@@ -61,7 +69,7 @@ function cli.parse(argv)
         if not n or n < 0 or (name == "port" and n > 65535) or (name == "workers" and n < 1) then
           return nil, "--" .. name .. ": invalid value '" .. v .. "'"
         end
-        o[name] = n
+        o[(name:gsub("%-", "_"))] = n
       end
     elseif a:sub(1, 1) == "-" then
       return nil, "unknown option " .. a
@@ -110,6 +118,9 @@ function cli.main(argv)
   local core = require "weft.core"
   core.raise_fd_limit()
   if o.pool_allocator ~= false then core.use_pool_allocator() end
+  -- the guards are set before the app loads, so that any task it starts is guarded
+  weft.setup { cpu_limit = o.cpu_limit, memory_limit = o.memory_limit,
+               shutdown_timeout = o.shutdown_timeout }
   local app, lerr = cli.load_app(o.app)
   if not app then return fail(lerr) end
   -- the access log is on in the CLI unless the app or the command line says otherwise
@@ -122,14 +133,6 @@ function cli.main(argv)
   if host:find(":", 1, true) then host = "[" .. host .. "]" end -- an IPv6 address
   io.stdout:write(("listening on http://%s:%d\n"):format(host, port))
   io.stdout:flush()
-  local stopping = false
-  local function shutdown()
-    if stopping then return end
-    stopping = true
-    server:close(function() weft.stop() end)
-  end
-  weft.on_signal("SIGTERM", shutdown)
-  weft.on_signal("SIGINT", shutdown)
   weft.run()
   return 0
 end

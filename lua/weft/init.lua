@@ -78,6 +78,17 @@ function weft.tune_gc(young_kb)
   return minor
 end
 
+local process = require "weft.process"
+
+--- Sets this process's guards and shutdown, as the weft command does from its flags:
+-- { cpu_limit = ms (5000; 0: off), memory_limit = MB (0: off), shutdown_timeout = ms (10000),
+--   signals = false to leave SIGTERM/SIGINT alone }. See weft.process.
+weft.setup = process.setup
+--- True once a graceful shutdown has begun: long-lived handlers should end.
+weft.stopping = process.stopping
+--- Begins a graceful shutdown of every server; weft.run() returns once it is over.
+weft.shutdown = process.shutdown
+
 weft.log = require "weft.log"
 weft.di = require "weft.di"
 
