@@ -714,6 +714,8 @@ static void test_release_wakes_waiters(void) {
   weft_req_release(E.req);
   CHECK_INT(E.body_calls, 1);
   CHECK_INT(E.body_status, UV_ECANCELED);
+  feed("defghij"); /* the rest of the body, read and dropped: the connection goes on */
+  CHECK(!E.io.shut_req);
   env_close();
 
   /* two writers waiting on one request: both are told, once each, in order */

@@ -37,7 +37,8 @@ end
 -- after the first read, for `hold` s); prints body bytes, then how the read ended
 local READER = [[
 import socket, sys, time
-port, path, step, pause, hold = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+port, path, step = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+pause, hold = float(sys.argv[4]), float(sys.argv[5])
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(sys.argv[6]))
 s.connect(("127.0.0.1", port))
