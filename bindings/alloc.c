@@ -136,6 +136,7 @@ typedef struct limit_alloc {
   size_t total; /* bytes allocated through this state's allocator */
   size_t refused;
   int everywhere;
+  size_t fail_skip, fail_count; /* fail_allocations(): the fault injection of the specs */
 } limit_alloc_t;
 
 static weft_state_t *limit_state; /* whose tasks_running the limit looks at */
@@ -143,6 +144,15 @@ static weft_state_t *limit_state; /* whose tasks_running the limit looks at */
 static void *limit_fn(void *ud, void *ptr, size_t osize, size_t nsize) {
   limit_alloc_t *a = ud;
   size_t old = ptr != NULL ? osize : 0; /* (with no block, osize is a type tag) */
+  if (a->fail_count > 0 && nsize > old && (limit_state == NULL || limit_state->tasks_running == 0)) {
+    if (a->fail_skip > 0) {
+      a->fail_skip--;
+    } else {
+      a->fail_count--;
+      a->refused++;
+      return NULL;
+    }
+  }
   if (nsize > old && a->limit != 0 && a->total + (nsize - old) > a->limit &&
       (a->everywhere || (limit_state != NULL && limit_state->tasks_running > 0))) {
     a->refused++;
@@ -181,6 +191,22 @@ static int l_memory_limit(lua_State *L) {
   a->everywhere = everywhere;
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* fail_allocations(skip, count): outside tasks, after `skip` more allocations that grow the
+ * heap, the next `count` fail (Lua retries a failed one once, after a full collection: two make
+ * one real failure). For the specs: every loop callback must survive a memory error in weft's
+ * own code. Needs the limit layer (memory_limit). */
+static int l_fail_allocations(lua_State *L) {
+  lua_Integer skip = luaL_checkinteger(L, 1), count = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, skip >= 0, 1, "must not be negative");
+  luaL_argcheck(L, count >= 0, 2, "must not be negative");
+  void *ud;
+  if (lua_getallocf(L, &ud) != limit_fn) return luaL_error(L, "fail_allocations: no memory_limit");
+  limit_alloc_t *a = ud;
+  a->fail_skip = (size_t)skip;
+  a->fail_count = (size_t)count;
+  return 0;
 }
 
 /* memory_stats() -> nil without a limit layer, else { limit =, bytes =, refused = } */
@@ -340,6 +366,7 @@ void weft_b_open_alloc(lua_State *L, weft_state_t *st) {
                                  {"alloc_fresh", l_alloc_fresh},
                                  {"memory_limit", l_memory_limit},
                                  {"memory_stats", l_memory_stats},
+                                 {"fail_allocations", l_fail_allocations},
                                  {NULL, NULL}};
   weft_b_setfuncs(L, st, fns);
 }

@@ -120,7 +120,8 @@ static void fs_done(const weft_fs_result_t *res, void *data) {
   }
   weft_task_t *t = op->t;
   fs_answer_t a = {op, res};
-  weft_b_protect(st, fs_resume, &a, "resuming a file operation");
+  if (weft_b_protect(st, fs_resume, &a, "resuming a file operation") != LUA_OK)
+    weft_b_resume_failed(st, t, op->token);
   if (op->file_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, op->file_ref);
   free(op->buf);
   free(op);
@@ -132,6 +133,7 @@ static int fs_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   int base = (int)ctx;
   int n = lua_gettop(L) - base;
+  if (n == 0) return luaL_error(L, WEFT_B_NO_ANSWER); /* weft_b_resume_failed */
   /* name the path in an error message, as luv does */
   if (n == 3 && lua_isnil(L, base + 1) && lua_type(L, 1) == LUA_TSTRING) {
     lua_pushfstring(L, "%s: %s", lua_tostring(L, base + 2), lua_tostring(L, 1));

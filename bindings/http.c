@@ -47,6 +47,8 @@ static void request_done(weft_state_t *st, weft_task_t *t, void *ud) {
 typedef struct request_start {
   server_ud_t *srv;
   weft_req_t *r;
+  req_ud_t *rq;  /* made, not yet handed to a task */
+  int handed;    /* the task owns the request: its end releases it */
 } request_start_t;
 
 static void start_request(weft_state_t *st, void *ud) {
@@ -59,19 +61,28 @@ static void start_request(weft_state_t *st, void *ud) {
   rq->st = st;
   rq->r = a->r;
   rq->body_read = 0;
+  rq->self_ref = LUA_NOREF;
+  a->rq = rq;
   luaL_setmetatable(L, WEFT_REQ_MT);
   lua_pushvalue(L, -1);
   rq->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  weft_task_t *t = weft_b_start_prepare(st, request_done, rq);
   weft_req_set_data(a->r, rq); /* from here on the task owns the request */
-  weft_b_start_now(st, 1, request_done, rq);
+  a->handed = 1;
+  weft_b_start_run(st, t, 1);
 }
 
 static void on_request(weft_req_t *r, void *ud) {
   server_ud_t *srv = ud;
-  request_start_t a = {srv, r};
-  if (weft_b_protect(srv->st, start_request, &a, "starting a request") != LUA_OK &&
-      weft_req_data(r) == NULL)
-    weft_req_release(r); /* never handed to a task: the core answers 500 */
+  request_start_t a = {srv, r, NULL, 0};
+  if (weft_b_protect(srv->st, start_request, &a, "starting a request") != LUA_OK && !a.handed) {
+    if (a.rq != NULL) { /* never handed to a task: let the userdata go */
+      a.rq->r = NULL;
+      if (a.rq->self_ref != LUA_NOREF) luaL_unref(srv->st->L, LUA_REGISTRYINDEX, a.rq->self_ref);
+      a.rq->self_ref = LUA_NOREF;
+    }
+    weft_req_release(r); /* the core answers 500 */
+  }
 }
 
 /* Called by the core when max_connections are open: on_refused(count) in Lua, if given. */
@@ -398,7 +409,8 @@ static void body_cb(weft_req_t *r, int status, const char *data, size_t len, voi
   if (bw->in_call) return;
   weft_state_t *st = bw->st;
   weft_task_t *t = bw->t;
-  weft_b_protect(st, body_resume, bw, "resuming a body read");
+  if (weft_b_protect(st, body_resume, bw, "resuming a body read") != LUA_OK)
+    weft_b_resume_failed(st, t, bw->token);
   free(bw);
   weft_b_task_unpin(st->L, t);
 }
@@ -406,7 +418,8 @@ static void body_cb(weft_req_t *r, int status, const char *data, size_t len, voi
 static int req_body_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  /* stack: req, body|nil, nil|err */
+  /* stack: req, body|nil, nil|err; or only req (weft_b_resume_failed) */
+  if (lua_gettop(L) < 3) return luaL_error(L, WEFT_B_NO_ANSWER);
   if (lua_isnil(L, -2)) return 2;
   lua_pop(L, 1);
   lua_pushvalue(L, -1);
@@ -536,7 +549,8 @@ static void drained_cb(weft_req_t *r, int status, void *ud) {
   }
   dw->status = status;
   weft_task_t *t = dw->t;
-  weft_b_protect(st, drain_resume, dw, "resuming a writer");
+  if (weft_b_protect(st, drain_resume, dw, "resuming a writer") != LUA_OK)
+    weft_b_resume_failed(st, t, dw->token);
   free(dw);
   weft_b_task_unpin(st->L, t);
 }
@@ -555,6 +569,7 @@ static int push_write_error(lua_State *L, int status) {
 static int req_write_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
+  if (lua_gettop(L) < 2) return luaL_error(L, WEFT_B_NO_ANSWER); /* weft_b_resume_failed */
   int drained = (int)lua_tointeger(L, -1);
   if (drained == 0) {
     lua_pushboolean(L, 1);

@@ -41,6 +41,21 @@ static int protected_tramp(lua_State *L) {
   return 0;
 }
 
+typedef struct bare_resume {
+  weft_task_t *t;
+  uint32_t token;
+} bare_resume_t;
+
+static void resume_bare(weft_state_t *st, void *ud) {
+  bare_resume_t *b = ud;
+  weft_b_resume_waiter(st, b->t, b->token, 0);
+}
+
+void weft_b_resume_failed(weft_state_t *st, weft_task_t *t, uint32_t token) {
+  bare_resume_t b = {t, token};
+  weft_b_protect(st, resume_bare, &b, "resuming a task without its answer");
+}
+
 int weft_b_protect(weft_state_t *st, weft_b_protected_fn fn, void *ud, const char *what) {
   lua_State *L = st->L;
   protected_call_t p = {fn, st, ud};

@@ -366,7 +366,8 @@ static void wake_now(weft_state_t *st, void *data) {
 void weft_b_wake_cb(void *data) {
   waker_t *w = data;
   weft_state_t *st = w->st;
-  weft_b_protect(st, wake_now, w, "resuming a task");
+  if (weft_b_protect(st, wake_now, w, "resuming a task") != LUA_OK)
+    weft_b_resume_failed(st, w->t, w->token); /* without the values it was to get */
   waker_free(st->L, w);
 }
 
@@ -439,14 +440,20 @@ weft_task_t *weft_b_spawn(lua_State *L, weft_state_t *st, int nargs) {
   return t;
 }
 
-void weft_b_start_now(weft_state_t *st, int nargs, weft_b_done_cb on_done, void *ud) {
+weft_task_t *weft_b_start_prepare(weft_state_t *st, weft_b_done_cb on_done, void *ud) {
   lua_State *L = st->L;
   weft_task_t *t = task_new(L, st);
   t->on_done = on_done;
   t->done_ud = ud;
   task_bind_worker(L, st, t);
   lua_pop(L, 1); /* the task userdata: anchored by self_ref */
-  task_resume(st, t, nargs + 1);
+  return t;
+}
+
+void weft_b_start_run(weft_state_t *st, weft_task_t *t, int nargs) { task_resume(st, t, nargs + 1); }
+
+void weft_b_start_now(weft_state_t *st, int nargs, weft_b_done_cb on_done, void *ud) {
+  weft_b_start_run(st, weft_b_start_prepare(st, on_done, ud), nargs);
 }
 
 /* ---- Lua API ---- */

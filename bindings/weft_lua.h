@@ -75,6 +75,11 @@ weft_state_t *weft_b_state(lua_State *L); /* from upvalue 1 */
  * stderr with `what` and returns its status (the caller cleans up); else LUA_OK. */
 typedef void (*weft_b_protected_fn)(weft_state_t *st, void *ud);
 int weft_b_protect(weft_state_t *st, weft_b_protected_fn fn, void *ud, const char *what);
+/* A wait's answer could not be made (out of memory): resumes t with no values, which the
+ * wait's continuation turns into an error raised in the task, so that no task is left
+ * waiting for an answer that will never come. */
+void weft_b_resume_failed(weft_state_t *st, weft_task_t *t, uint32_t token);
+#define WEFT_B_NO_ANSWER "weft: not enough memory to answer this wait"
 void weft_b_drain(lua_State *L, weft_state_t *st);
 void weft_b_setfuncs(lua_State *L, weft_state_t *st, const luaL_Reg *fns);
 void weft_b_young_step(weft_state_t *st);
@@ -103,6 +108,11 @@ weft_task_t *weft_b_spawn(lua_State *L, weft_state_t *st, int nargs);
  * the current frame). on_done, if set, runs when it finishes. Pops them. */
 typedef void (*weft_b_done_cb)(weft_state_t *st, weft_task_t *t, void *ud);
 void weft_b_start_now(weft_state_t *st, int nargs, weft_b_done_cb on_done, void *ud);
+/* weft_b_start_now in two steps: prepare makes the task and binds a worker (what may fail for
+ * memory) and leaves the function and arguments where they are; run starts it. A caller that
+ * hands something to the task (a request) commits between the two. */
+weft_task_t *weft_b_start_prepare(weft_state_t *st, weft_b_done_cb on_done, void *ud);
+void weft_b_start_run(weft_state_t *st, weft_task_t *t, int nargs);
 /* The suspension protocol: mark the running task waiting and return a token; later, from a loop
  * callback, weft_b_wake pushes nothing itself: the caller pushes nvals values on st->L. */
 extern char weft_b_suspend_sentinel;

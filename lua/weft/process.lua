@@ -62,18 +62,21 @@ function process.stopping()
   return state.stopping
 end
 
--- app:listen registers each server here, and server:close takes it out.
-function process.add_server(server)
-  state.servers[#state.servers + 1] = server
+--- The servers listening in this process (app:listen registers each).
+function process.servers()
+  local out = {}
+  for i, s in ipairs(state.servers) do out[i] = s end
+  return out
 end
 
-function process.remove_server(server)
-  for i, s in ipairs(state.servers) do
-    if s == server then
-      table.remove(state.servers, i)
-      return
-    end
+-- app:listen registers each server here; servers closed and empty are dropped from the list.
+function process.add_server(server)
+  local kept = {}
+  for _, s in ipairs(state.servers) do
+    if not (s:closing() and s:connections() == 0) then kept[#kept + 1] = s end
   end
+  kept[#kept + 1] = server
+  state.servers = kept
 end
 
 --- Begins a graceful shutdown of every server in the process (see the top of this file);
